@@ -1,0 +1,179 @@
+//! The storage port. One implementation (`tessera-store`) serves SQLite and PostgreSQL.
+//!
+//! Reads that need no transaction go through [`Store`] (on SQLite they use the reader pool);
+//! changes go through a [`StoreTx`] from [`Store::begin`], committed by the service that owns
+//! the use case. Never hold a transaction across slow work (password hashing): on SQLite there is
+//! one writer connection.
+//!
+//! Every "use once" or "count and check" operation is a single conditional statement whose
+//! affected row count or returned value decides the outcome.
+
+use crate::crypto::TokenHash;
+use crate::event::{NewEvent, SecurityEvent};
+use crate::ids::{SessionId, UserId};
+use crate::notification::{NewOutboxMessage, OutboxMessage};
+use crate::session::Session;
+use crate::throttle::PasswordThrottle;
+use crate::user::{User, UserCredentials};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the change (e.g. the email is taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached (connection refused, pool timed out).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (a bug, a corrupt row).
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<StoreError> for crate::Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => crate::Error::Conflict(what),
+            StoreError::Unavailable(detail) => crate::Error::Unavailable(detail),
+            StoreError::Other(detail) => crate::Error::Internal(detail),
+        }
+    }
+}
+
+/// The result type of the store.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A new account to insert.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The account.
+    pub user: User,
+    /// Its Argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// Reads, and the entry to transactions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers (`/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Starts a transaction for one use case.
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+
+    /// An account by id.
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+
+    /// An account and its password hash by normalized (lower-case) email.
+    async fn credentials_by_email(
+        &self,
+        email_normalized: &str,
+    ) -> StoreResult<Option<UserCredentials>>;
+
+    /// The password hash of an account.
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
+
+    /// Every account, oldest first (the admin CLI).
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+
+    /// The session whose token hashes to `token_hash`, whatever its expiry.
+    async fn session_by_token_hash(&self, token_hash: &TokenHash) -> StoreResult<Option<Session>>;
+
+    /// A user's sessions that have not reached `expires_at` at `now`, newest first.
+    async fn sessions_of(&self, user_id: UserId, now: OffsetDateTime) -> StoreResult<Vec<Session>>;
+
+    /// Sets `last_seen_at = now` if it is older than `stale_before`; one conditional update, so
+    /// busy sessions cost one write a minute at most.
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// The account's password throttle (zero when never failed).
+    async fn password_throttle(&self, user_id: UserId) -> StoreResult<PasswordThrottle>;
+
+    /// A page of a user's events, newest first, with ids below `before` when given.
+    async fn events_of(
+        &self,
+        user_id: UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecurityEvent>>;
+
+    /// Claims the oldest message due at `now` for `lease_until`, atomically, so two workers
+    /// (or instances) never deliver the same message at once.
+    async fn claim_outbox_message(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> StoreResult<Option<OutboxMessage>>;
+
+    /// Marks a message delivered.
+    async fn mark_outbox_sent(&self, id: i64, now: OffsetDateTime) -> StoreResult<()>;
+
+    /// Records a failed attempt and when to try again.
+    async fn mark_outbox_retry(
+        &self,
+        id: i64,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()>;
+
+    /// Gives up on a message.
+    async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+
+    /// Messages still waiting for delivery (for `/metrics`).
+    async fn outbox_backlog(&self) -> StoreResult<i64>;
+
+    /// Deletes sessions that ended before `before` (housekeeping); returns how many.
+    async fn delete_expired_sessions(&self, before: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// The changes of one use case, applied atomically at [`StoreTx::commit`]; dropping the
+/// transaction rolls it back.
+#[async_trait]
+pub trait StoreTx: Send {
+    /// Inserts an account; [`StoreError::Conflict`] when the email (case-insensitively) is taken.
+    async fn insert_user(&mut self, user: &NewUser) -> StoreResult<()>;
+
+    /// Replaces an account's password hash.
+    async fn set_password_hash(&mut self, user_id: UserId, password_hash: &str) -> StoreResult<()>;
+
+    /// Inserts a session.
+    async fn insert_session(&mut self, session: &Session) -> StoreResult<()>;
+
+    /// Deletes one of a user's sessions; returns whether it existed.
+    async fn delete_session(&mut self, user_id: UserId, id: SessionId) -> StoreResult<bool>;
+
+    /// Deletes every session of a user except `keep`; returns how many.
+    async fn delete_sessions_except(
+        &mut self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+    ) -> StoreResult<u64>;
+
+    /// Opens the re-auth window of a session until `until`.
+    async fn set_reauth_until(&mut self, id: SessionId, until: OffsetDateTime) -> StoreResult<()>;
+
+    /// Adds one wrong password to the account's count, atomically, and returns the new count.
+    async fn record_password_failure(&mut self, user_id: UserId) -> StoreResult<u32>;
+
+    /// Locks the account's password sign-in until `until`.
+    async fn lock_password(&mut self, user_id: UserId, until: OffsetDateTime) -> StoreResult<()>;
+
+    /// Clears the account's count and lock.
+    async fn reset_password_failures(&mut self, user_id: UserId) -> StoreResult<()>;
+
+    /// Appends a security event.
+    async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()>;
+
+    /// Writes a message to the outbox, delivered after commit.
+    async fn enqueue(&mut self, message: &NewOutboxMessage) -> StoreResult<()>;
+
+    /// Commits every change.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}

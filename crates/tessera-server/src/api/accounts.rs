@@ -1,0 +1,128 @@
+//! `/api/v1/accounts` and `/api/v1/sessions`: sign-up, sign-in, sessions, sign-out, re-auth.
+
+use super::error::{ApiError, ApiResult, ErrorEnvelope};
+use super::extract::{ApiJson, ApiSession, Client, FullApiSession};
+use super::wire::*;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::ExposeSecret;
+use tessera_core::ids::SessionId;
+use tessera_core::service::NewAccount;
+use tessera_core::Error;
+
+/// Sign up.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
+    request_body = CreateAccountRequest,
+    responses(
+        (status = 201, body = AccountResponse),
+        (status = 400, description = "invalid_request or weak_password", body = ErrorEnvelope),
+        (status = 403, description = "signup_disabled", body = ErrorEnvelope),
+        (status = 409, description = "conflict: email already registered", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited", body = ErrorEnvelope),
+    ))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CreateAccountRequest>,
+) -> ApiResult<(StatusCode, Json<AccountResponse>)> {
+    let account = NewAccount { email: body.email, password: body.password, display_name: body.display_name };
+    let user = state.services.sign_up(account, client).await?;
+    state.outbox_wake.notify_one();
+    Ok((StatusCode::CREATED, Json(AccountResponse { user: (&user).into() })))
+}
+
+/// Sign in with a password.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
+    request_body = SignInRequest,
+    responses(
+        (status = 201, body = SignInResponse),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, description = "invalid_credentials", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+    ))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<SignInRequest>,
+) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
+    let result = state.services.sign_in_with_password(&body.email, body.password.expose_secret(), client).await;
+    state.metrics.signin(match &result {
+        Ok(_) => "authenticated",
+        Err(error @ (Error::InvalidCredentials | Error::RateLimited { .. } | Error::InvalidRequest(_))) => error.code(),
+        Err(_) => "error",
+    });
+    let signed_in = result?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignInResponse {
+            status: "authenticated",
+            session_token: signed_in.token.expose().to_owned(),
+            expires_at: signed_in.session.expires_at,
+            user: (&signed_in.user).into(),
+            amr: signed_in.session.amr.clone(),
+        }),
+    ))
+}
+
+/// The caller's live sessions.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    responses((status = 200, body = SessionsResponse), (status = 401, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    FullApiSession(auth): FullApiSession,
+) -> ApiResult<Json<SessionsResponse>> {
+    let sessions = state.services.list_sessions(&auth).await?;
+    let sessions = sessions.iter().map(|s| SessionResponse::new(s, s.id == auth.session.id)).collect();
+    Ok(Json(SessionsResponse { sessions }))
+}
+
+/// Sign out (end the current session).
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "sessions",
+    responses((status = 204), (status = 401, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn delete_current_session(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiSession(auth): ApiSession,
+) -> ApiResult<StatusCode> {
+    state.services.sign_out(&auth, client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End one of the caller's sessions.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 204), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Client(client): Client,
+    FullApiSession(auth): FullApiSession,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id: SessionId = id.parse().map_err(ApiError::from)?;
+    state.services.revoke_session(&auth, id, client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Open the 10-minute re-auth window.
+#[utoipa::path(post, path = "/api/v1/reauth", tag = "sessions",
+    request_body = ReauthRequest,
+    responses(
+        (status = 200, body = ReauthResponse),
+        (status = 401, description = "invalid_credentials", body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
+pub async fn reauth(
+    State(state): State<AppState>,
+    Client(client): Client,
+    FullApiSession(auth): FullApiSession,
+    ApiJson(body): ApiJson<ReauthRequest>,
+) -> ApiResult<Json<ReauthResponse>> {
+    let reauth_until = state.services.reauthenticate(&auth, body.password.expose_secret(), client).await?;
+    Ok(Json(ReauthResponse { reauth_until }))
+}

@@ -1,0 +1,284 @@
+//! Wire types: what the API reads and writes, with conversions from the domain in one place.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tessera_core::event::SecurityEvent;
+use tessera_core::session::Session;
+use tessera_core::user::User;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// An account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// Opaque id.
+    pub id: String,
+    /// Sign-in email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&User> for UserResponse {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            email: user.email.to_string(),
+            display_name: user.display_name.clone(),
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// `POST /api/v1/accounts`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    /// Email address (unique, case-insensitively).
+    pub email: String,
+    /// At least 8 characters, at most 1,024 bytes, not common or guessable.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// Optional display name.
+    pub display_name: Option<String>,
+}
+
+/// The created account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountResponse {
+    /// The account.
+    pub user: UserResponse,
+}
+
+/// `POST /api/v1/sessions`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// A completed sign-in.
+#[derive(Serialize, ToSchema)]
+pub struct SignInResponse {
+    /// `authenticated`.
+    pub status: &'static str,
+    /// The bearer token; shown once.
+    pub session_token: String,
+    /// Absolute end of the session.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// The account.
+    pub user: UserResponse,
+    /// RFC 8176 authentication methods.
+    pub amr: Vec<String>,
+}
+
+/// One session in the list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// Session id (not its token).
+    pub id: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Last use, to within a minute.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen_at: OffsetDateTime,
+    /// Client address at creation.
+    pub ip: Option<String>,
+    /// User agent at creation.
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+    /// RFC 8176 authentication methods.
+    pub amr: Vec<String>,
+}
+
+impl SessionResponse {
+    /// Converts a session, marking the current one.
+    pub fn new(session: &Session, current: bool) -> Self {
+        Self {
+            id: session.id.to_string(),
+            created_at: session.created_at,
+            last_seen_at: session.last_seen_at,
+            ip: session.ip.clone(),
+            user_agent: session.user_agent.clone(),
+            current,
+            amr: session.amr.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsResponse {
+    /// Live sessions, newest first.
+    pub sessions: Vec<SessionResponse>,
+}
+
+/// `POST /api/v1/reauth`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthRequest {
+    /// The current password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// The open re-auth window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReauthResponse {
+    /// Sensitive actions are allowed until then.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub reauth_until: OffsetDateTime,
+}
+
+/// `POST /api/v1/me/password`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The current password.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// The new password.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+/// A factor (none exist before MFA is enabled).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorSummary {
+    /// Factor id.
+    pub id: String,
+    /// `totp`, `sms`, `email` or `webauthn`.
+    pub kind: String,
+    /// Label.
+    pub label: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Whether it is offered first.
+    pub preferred: bool,
+}
+
+/// Backup-code status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupCodeStatus {
+    /// Unused codes.
+    pub remaining: u32,
+    /// When the current set was generated.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub generated_at: Option<OffsetDateTime>,
+}
+
+/// The user's MFA state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaStatus {
+    /// Whether any factor is active.
+    pub enabled: bool,
+    /// Active factors.
+    pub factors: Vec<FactorSummary>,
+    /// Backup codes.
+    pub backup_codes: BackupCodeStatus,
+}
+
+/// The policy that applies to the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectivePolicy {
+    /// Whether MFA is required.
+    pub mfa_required: bool,
+    /// When it becomes required, during a grace period.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
+    /// Factor kinds that may be enrolled.
+    pub allowed_methods: Vec<String>,
+    /// Whether the user may disable MFA.
+    pub allow_disable: bool,
+}
+
+/// `GET /api/v1/me`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    /// The account.
+    pub user: UserResponse,
+    /// Send as `X-CSRF-Token` with cookie-authenticated changes.
+    pub csrf_token: String,
+    /// MFA state.
+    pub mfa: MfaStatus,
+    /// Effective policy.
+    pub policy: EffectivePolicy,
+    /// The current session's re-auth window, if open.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub reauth_until: Option<OffsetDateTime>,
+}
+
+/// `GET /api/v1/me/events` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// Only events older than this event id.
+    pub before: Option<i64>,
+}
+
+/// One security event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventResponse {
+    /// Event id (pass as `before` to page).
+    pub id: String,
+    /// Event kind.
+    pub kind: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// Client address.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Who did it, when not the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    /// Details.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl From<&SecurityEvent> for EventResponse {
+    fn from(event: &SecurityEvent) -> Self {
+        Self {
+            id: event.id.to_string(),
+            kind: event.kind.clone(),
+            at: event.at,
+            ip: event.ip.clone(),
+            user_agent: event.user_agent.clone(),
+            actor_id: event.actor_id.map(|id| id.to_string()),
+            details: event.details.clone(),
+        }
+    }
+}
+
+/// `GET /api/v1/me/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsResponse {
+    /// Newest first.
+    pub events: Vec<EventResponse>,
+}

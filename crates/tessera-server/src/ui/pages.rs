@@ -1,0 +1,169 @@
+//! Page templates and the rows they show.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tessera_core::event::SecurityEvent;
+use tessera_core::session::Session;
+use time::OffsetDateTime;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub(super) struct LoginTemplate {
+    pub email: String,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+    pub signup_open: bool,
+}
+
+#[derive(Default)]
+pub(super) struct SignupErrors {
+    pub form: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "signup.html")]
+pub(super) struct SignupTemplate {
+    pub email: String,
+    pub display_name: String,
+    pub errors: SignupErrors,
+}
+
+#[derive(Default)]
+pub(super) struct PasswordErrors {
+    pub form: Option<String>,
+    pub current_password: Option<String>,
+    pub new_password: Option<String>,
+}
+
+pub(super) struct SessionRow {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub current: bool,
+}
+
+impl SessionRow {
+    pub fn new(session: &Session, current: bool) -> Self {
+        Self {
+            id: session.id.to_string(),
+            device: describe_agent(session.user_agent.as_deref()),
+            ip: session.ip.clone().unwrap_or_else(|| "unknown".into()),
+            created_at: format_time(session.created_at),
+            last_seen_at: format_time(session.last_seen_at),
+            current,
+        }
+    }
+}
+
+pub(super) struct EventRow {
+    pub what: String,
+    pub at: String,
+    pub ip: String,
+    pub device: String,
+}
+
+impl From<&SecurityEvent> for EventRow {
+    fn from(event: &SecurityEvent) -> Self {
+        let what = match event.kind.as_str() {
+            "account_created" => "Account created",
+            "signin_succeeded" => "Signed in",
+            "signin_failed" => "Failed sign-in attempt",
+            "signout" => "Signed out",
+            "session_revoked" => "Signed out another session",
+            "reauth" => "Confirmed password",
+            "password_changed" => "Password changed",
+            other => other,
+        };
+        Self {
+            what: what.to_owned(),
+            at: format_time(event.at),
+            ip: event.ip.clone().unwrap_or_else(|| "unknown".into()),
+            device: describe_agent(event.user_agent.as_deref()),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "security.html")]
+pub(super) struct SecurityTemplate {
+    pub user_email: String,
+    pub display_name: String,
+    pub created_at: String,
+    pub csrf_token: String,
+    pub notice: Option<String>,
+    pub password_errors: PasswordErrors,
+    pub sessions: Vec<SessionRow>,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "message.html")]
+pub(super) struct MessageTemplate {
+    pub title: String,
+    pub message: String,
+    pub link: String,
+    pub link_text: String,
+}
+
+/// A simple page with a title, a sentence and a link.
+pub(super) fn message_page(status: StatusCode, title: &str, message: &str, link: &str, link_text: &str) -> Response {
+    let page = MessageTemplate {
+        title: title.to_owned(),
+        message: message.to_owned(),
+        link: link.to_owned(),
+        link_text: link_text.to_owned(),
+    };
+    (status, page).into_response()
+}
+
+/// `2026-11-23 17:40 UTC`.
+pub(super) fn format_time(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    at.format(&format).unwrap_or_default()
+}
+
+/// A short description of a user agent: the browser and platform when recognisable.
+pub(super) fn describe_agent(agent: Option<&str>) -> String {
+    let Some(agent) = agent.filter(|a| !a.is_empty()) else {
+        return "Unknown device".into();
+    };
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/", "reqwest"]
+        .iter()
+        .find(|marker| agent.contains(*marker))
+        .map(|marker| match *marker {
+            "Edg/" => "Edge",
+            "Firefox/" => "Firefox",
+            "Chrome/" => "Chrome",
+            "Safari/" => "Safari",
+            "curl/" => "curl",
+            _ => "API client",
+        });
+    let platform = ["Windows", "Android", "iPhone", "iPad", "Mac OS X", "Linux"]
+        .iter()
+        .find(|marker| agent.contains(*marker))
+        .map(|marker| match *marker {
+            "Mac OS X" => "macOS",
+            other => other,
+        });
+    match (browser, platform) {
+        (Some(b), Some(p)) => format!("{b} on {p}"),
+        (Some(b), None) => b.to_owned(),
+        _ => agent.chars().take(60).collect(),
+    }
+}
+
+/// `30 seconds`, `2 minutes`.
+pub(super) fn human_seconds(seconds: u64) -> String {
+    match seconds {
+        0..=1 => "1 second".into(),
+        2..=89 => format!("{seconds} seconds"),
+        _ => format!("{} minutes", seconds.div_ceil(60)),
+    }
+}

@@ -1,0 +1,10 @@
+//! Tessera's integration tests: one binary, the real server on 127.0.0.1:0, real peers.
+
+mod accounts;
+mod api_contract;
+mod hygiene;
+mod notify;
+mod outbox;
+mod pages;
+mod sessions;
+mod support;

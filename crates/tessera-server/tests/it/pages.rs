@@ -1,0 +1,123 @@
+//! The pages in a real browser: headless Chromium driven through chromedriver (WebDriver).
+//! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`).
+
+use crate::support::app::{PASSWORD, TestApp};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use thirtyfour::prelude::*;
+
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} (install chromium-driver): {e}"));
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self { child, url: format!("http://127.0.0.1:{port}") };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start");
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &ChromeDriver) -> WebDriver {
+    let mut caps = DesiredCapabilities::chrome();
+    caps.set_binary(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())).unwrap();
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1200,900",
+    ] {
+        caps.add_arg(arg).unwrap();
+    }
+    WebDriver::new(&driver.url, caps).await.expect("a Chromium session")
+}
+
+async fn fill(browser: &WebDriver, id: &str, value: &str) {
+    let field = browser.find(By::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn submit(browser: &WebDriver) {
+    browser.find(By::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+}
+
+async fn page_text(browser: &WebDriver) -> String {
+    browser.find(By::Tag("body")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn sign_up_sign_in_security_settings_and_sign_out_in_chromium() {
+    let app = TestApp::spawn().await;
+    let driver = ChromeDriver::start().await;
+    let browser = browser(&driver).await;
+    let result = async {
+        // Sign up; a weak password is explained next to the field.
+        browser.goto(app.url("/signup")).await?;
+        fill(&browser, "display_name", "Ann Example").await;
+        fill(&browser, "email", "ann@example.com").await;
+        fill(&browser, "password", "password123").await;
+        submit(&browser).await;
+        let error = browser.find(By::Id("password-error")).await?.text().await?;
+        assert!(error.contains("commonly used"), "{error}");
+        fill(&browser, "password", PASSWORD).await;
+        submit(&browser).await;
+        assert!(browser.current_url().await?.as_str().ends_with("/login?created=1"));
+        assert!(page_text(&browser).await.contains("Your account is ready"));
+
+        // A wrong password, then the right one.
+        fill(&browser, "email", "ann@example.com").await;
+        fill(&browser, "password", "not-my-password").await;
+        submit(&browser).await;
+        assert!(page_text(&browser).await.contains("The email or password is incorrect."));
+        fill(&browser, "password", PASSWORD).await;
+        submit(&browser).await;
+
+        // Settings → Security.
+        assert!(browser.current_url().await?.as_str().ends_with("/settings/security"));
+        let text = page_text(&browser).await;
+        assert!(text.contains("Settings · Security"), "{text}");
+        assert!(text.contains("Ann Example"));
+        assert!(text.contains("This device"));
+        assert!(text.contains("Failed sign-in attempt"));
+        assert!(text.contains("Account created"));
+        let cookie = browser.get_named_cookie("tessera_session").await?;
+        assert_eq!(cookie.http_only, Some(true));
+
+        // Sign out.
+        browser.find(By::Css("header form button")).await?.click().await?;
+        assert!(browser.current_url().await?.as_str().ends_with("/login?signed_out=1"));
+        assert!(page_text(&browser).await.contains("You are signed out."));
+        browser.goto(app.url("/settings/security")).await?;
+        assert!(browser.current_url().await?.as_str().ends_with("/login"));
+        Ok::<_, WebDriverError>(())
+    }
+    .await;
+    browser.quit().await.unwrap();
+    result.unwrap();
+}

@@ -1,0 +1,235 @@
+//! Database rows (`*Row`) and their conversions to and from domain types, in one place.
+//!
+//! Storage representation: ids are UUID text, timestamps unix seconds
+//! ([`tessera_core::clock::unix_seconds`]), token hashes raw bytes, JSON text. A row that does
+//! not convert is reported as corrupt without quoting its content.
+
+use crate::error::corrupt;
+use tessera_core::clock::from_unix_seconds;
+use tessera_core::crypto::TokenHash;
+use tessera_core::email::Email;
+use tessera_core::event::SecurityEvent;
+use tessera_core::ids::{SessionId, UserId};
+use tessera_core::notification::{Channel, Notification, OutboxMessage};
+use tessera_core::session::{Session, SessionState};
+use tessera_core::store::{StoreError, StoreResult};
+use tessera_core::throttle::PasswordThrottle;
+use tessera_core::user::{User, UserCredentials};
+use uuid::Uuid;
+
+/// The columns of [`UserRow`], for `SELECT` lists.
+macro_rules! user_columns {
+    () => {
+        "id, email, display_name, created_at"
+    };
+}
+pub(crate) use user_columns;
+
+/// The columns of [`SessionRow`], for `SELECT` lists.
+macro_rules! session_columns {
+    () => {
+        "id, user_id, token_hash, state, amr, created_at, last_seen_at, expires_at, \
+         reauth_until, ip, user_agent"
+    };
+}
+pub(crate) use session_columns;
+
+/// The columns of [`EventRow`], for `SELECT` lists.
+macro_rules! event_columns {
+    () => {
+        "id, user_id, kind, at, ip, user_agent, actor_id, details"
+    };
+}
+pub(crate) use event_columns;
+
+/// A `users` row without the password hash.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    email: String,
+    display_name: String,
+    created_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> StoreResult<Self> {
+        Ok(User {
+            id: UserId(parse_uuid(&row.id, "users.id")?),
+            email: Email::parse(&row.email).map_err(|_| corrupt("users.email"))?,
+            display_name: row.display_name,
+            created_at: from_unix_seconds(row.created_at),
+        })
+    }
+}
+
+/// A `users` row with the password hash, as sign-in reads it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CredentialsRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+impl TryFrom<CredentialsRow> for UserCredentials {
+    type Error = StoreError;
+
+    fn try_from(row: CredentialsRow) -> StoreResult<Self> {
+        Ok(UserCredentials {
+            user: row.user.try_into()?,
+            password_hash: row.password_hash,
+        })
+    }
+}
+
+/// A `sessions` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id: String,
+    user_id: String,
+    token_hash: Vec<u8>,
+    state: String,
+    amr: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    reauth_until: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(row: SessionRow) -> StoreResult<Self> {
+        let token_hash: [u8; 32] = row
+            .token_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("sessions.token_hash"))?;
+        Ok(Session {
+            id: SessionId(parse_uuid(&row.id, "sessions.id")?),
+            user_id: UserId(parse_uuid(&row.user_id, "sessions.user_id")?),
+            token_hash: TokenHash(token_hash),
+            state: SessionState::parse(&row.state),
+            amr: serde_json::from_str(&row.amr).map_err(|_| corrupt("sessions.amr"))?,
+            created_at: from_unix_seconds(row.created_at),
+            last_seen_at: from_unix_seconds(row.last_seen_at),
+            expires_at: from_unix_seconds(row.expires_at),
+            reauth_until: row.reauth_until.map(from_unix_seconds),
+            ip: row.ip,
+            user_agent: row.user_agent,
+        })
+    }
+}
+
+/// A `password_throttle` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ThrottleRow {
+    failures: i64,
+    locked_until: Option<i64>,
+}
+
+impl TryFrom<ThrottleRow> for PasswordThrottle {
+    type Error = StoreError;
+
+    fn try_from(row: ThrottleRow) -> StoreResult<Self> {
+        Ok(PasswordThrottle {
+            failures: count_to_u32(row.failures, "password_throttle.failures")?,
+            locked_until: row.locked_until.map(from_unix_seconds),
+        })
+    }
+}
+
+/// A `security_events` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: i64,
+    user_id: String,
+    kind: String,
+    at: i64,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    actor_id: Option<String>,
+    details: String,
+}
+
+impl TryFrom<EventRow> for SecurityEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> StoreResult<Self> {
+        let actor_id = row
+            .actor_id
+            .as_deref()
+            .map(|actor| parse_uuid(actor, "security_events.actor_id").map(UserId))
+            .transpose()?;
+        Ok(SecurityEvent {
+            id: row.id,
+            user_id: UserId(parse_uuid(&row.user_id, "security_events.user_id")?),
+            kind: row.kind,
+            at: from_unix_seconds(row.at),
+            ip: row.ip,
+            user_agent: row.user_agent,
+            actor_id,
+            details: serde_json::from_str(&row.details)
+                .map_err(|_| corrupt("security_events.details"))?,
+        })
+    }
+}
+
+/// An `outbox` row as the claim returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub(crate) id: i64,
+    channel: String,
+    recipient: String,
+    payload: String,
+    created_at: i64,
+    attempts: i64,
+}
+
+impl TryFrom<OutboxRow> for OutboxMessage {
+    type Error = StoreError;
+
+    fn try_from(row: OutboxRow) -> StoreResult<Self> {
+        let notification: Notification =
+            serde_json::from_str(&row.payload).map_err(|_| corrupt("outbox.payload"))?;
+        Ok(OutboxMessage {
+            id: row.id,
+            channel: Channel::parse(&row.channel).ok_or_else(|| corrupt("outbox.channel"))?,
+            recipient: row.recipient,
+            notification,
+            created_at: from_unix_seconds(row.created_at),
+            attempts: count_to_u32(row.attempts, "outbox.attempts")?,
+        })
+    }
+}
+
+/// Serialises a session's `amr` for its TEXT column.
+pub(crate) fn amr_json(amr: &[String]) -> StoreResult<String> {
+    serde_json::to_string(amr).map_err(|_| StoreError::Other("cannot serialise amr".into()))
+}
+
+/// Serialises a JSON value (event details) for a TEXT column.
+pub(crate) fn json_text(value: &serde_json::Value) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|_| StoreError::Other("cannot serialise details".into()))
+}
+
+/// Serialises a notification for the outbox `payload` column.
+pub(crate) fn notification_json(notification: &Notification) -> StoreResult<String> {
+    serde_json::to_string(notification)
+        .map_err(|_| StoreError::Other("cannot serialise notification".into()))
+}
+
+/// A stored count (never negative) as `u32`, saturating at `u32::MAX`.
+pub(crate) fn count_to_u32(value: i64, what: &str) -> StoreResult<u32> {
+    if value < 0 {
+        return Err(corrupt(what));
+    }
+    Ok(u32::try_from(value).unwrap_or(u32::MAX))
+}
+
+fn parse_uuid(value: &str, what: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(value).map_err(|_| corrupt(what))
+}

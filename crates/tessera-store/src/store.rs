@@ -1,0 +1,276 @@
+//! Reads, single-statement writes and the entry to transactions: [`Store`] for [`SqlStore`].
+
+use crate::error::map_error;
+use crate::rows::{
+    CredentialsRow, EventRow, OutboxRow, SessionRow, ThrottleRow, UserRow, event_columns,
+    session_columns, user_columns,
+};
+use crate::tx::SqlTx;
+use crate::{SqlStore, dialect};
+use async_trait::async_trait;
+use tessera_core::clock::unix_seconds;
+use tessera_core::crypto::TokenHash;
+use tessera_core::event::SecurityEvent;
+use tessera_core::ids::{SessionId, UserId};
+use tessera_core::notification::OutboxMessage;
+use tessera_core::session::Session;
+use tessera_core::store::{Store, StoreResult, StoreTx};
+use tessera_core::throttle::PasswordThrottle;
+use tessera_core::user::{User, UserCredentials};
+use time::OffsetDateTime;
+
+/// The longest delivery error kept in the outbox, in characters.
+const MAX_OUTBOX_ERROR_CHARS: usize = 1000;
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+        let tx = self.writer.begin().await.map_err(map_error)?;
+        Ok(Box::new(SqlTx::new(tx)))
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(User::try_from)
+        .transpose()
+    }
+
+    async fn credentials_by_email(
+        &self,
+        email_normalized: &str,
+    ) -> StoreResult<Option<UserCredentials>> {
+        sqlx::query_as::<_, CredentialsRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE email_normalized = $1"
+        ))
+        .bind(email_normalized)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(UserCredentials::try_from)
+        .transpose()
+    }
+
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_error)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
+    }
+
+    async fn session_by_token_hash(&self, token_hash: &TokenHash) -> StoreResult<Option<Session>> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE token_hash = $1"
+        ))
+        .bind(&token_hash.0[..])
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(Session::try_from)
+        .transpose()
+    }
+
+    async fn sessions_of(&self, user_id: UserId, now: OffsetDateTime) -> StoreResult<Vec<Session>> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+             ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(Session::try_from)
+        .collect()
+    }
+
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3")
+            .bind(id.to_string())
+            .bind(unix_seconds(now))
+            .bind(unix_seconds(stale_before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn password_throttle(&self, user_id: UserId) -> StoreResult<PasswordThrottle> {
+        sqlx::query_as::<_, ThrottleRow>(
+            "SELECT failures, locked_until FROM password_throttle WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map_or(Ok(PasswordThrottle::default()), PasswordThrottle::try_from)
+    }
+
+    async fn events_of(
+        &self,
+        user_id: UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecurityEvent>> {
+        sqlx::query_as::<_, EventRow>(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM security_events WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(user_id.to_string())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(SecurityEvent::try_from)
+        .collect()
+    }
+
+    async fn claim_outbox_message(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> StoreResult<Option<OutboxMessage>> {
+        let claimed = sqlx::query_as::<_, OutboxRow>(dialect::claim_outbox_sql(self.backend))
+            .bind(unix_seconds(now))
+            .bind(unix_seconds(lease_until))
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(map_error)?;
+        let Some(row) = claimed else {
+            return Ok(None);
+        };
+        let id = row.id;
+        match OutboxMessage::try_from(row) {
+            Ok(message) => Ok(Some(message)),
+            Err(error) => {
+                // A message no worker can read would be claimed again after every lease; park
+                // it as failed so it stops blocking the queue, and report the corruption.
+                self.mark_outbox_failed(id, "undecodable message").await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn mark_outbox_sent(&self, id: i64, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
+             locked_until = NULL, last_error = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(unix_seconds(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn mark_outbox_retry(
+        &self,
+        id: i64,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, \
+             locked_until = NULL, last_error = $3 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(unix_seconds(next_attempt_at))
+        .bind(truncate(error))
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn mark_outbox_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, \
+             locked_until = NULL, last_error = $2 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(truncate(error))
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<i64> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_error)
+    }
+
+    async fn delete_expired_sessions(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(unix_seconds(before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// Caps a delivery error's length (SMTP transcripts can be long).
+fn truncate(error: &str) -> String {
+    error.chars().take(MAX_OUTBOX_ERROR_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_truncated_on_a_char_boundary() {
+        let long = "é".repeat(MAX_OUTBOX_ERROR_CHARS + 5);
+        assert_eq!(truncate(&long).chars().count(), MAX_OUTBOX_ERROR_CHARS);
+        assert_eq!(truncate("short"), "short");
+    }
+}

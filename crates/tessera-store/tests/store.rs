@@ -1,0 +1,876 @@
+//! Store tests: every case in [`cases`] runs on SQLite (a temporary file, so the WAL writer and
+//! reader pools are exercised) and on PostgreSQL (a fresh database per test).
+//!
+//! PostgreSQL variants read `TESSERA_TEST_DATABASE_URL` (any database on the server, e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unset they print a line to stderr
+//! and pass; when it is set and the server cannot be reached they fail.
+
+use std::future::Future;
+use std::path::Path;
+use tessera_store::SqlStore;
+
+const POSTGRES_URL_VAR: &str = "TESSERA_TEST_DATABASE_URL";
+
+/// Runs `case` on a migrated SQLite store in a fresh temporary file.
+async fn with_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(SqlStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir.path().join("tessera.db"));
+    let store = SqlStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let outcome = tokio::spawn(case(store.clone())).await;
+    store.close().await;
+    drop(dir);
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Runs `case` on a migrated PostgreSQL store in a database created for it and dropped after.
+async fn with_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(SqlStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    use sqlx::{AssertSqlSafe, Connection, Executor};
+
+    let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("skipping the PostgreSQL variant: {POSTGRES_URL_VAR} is not set");
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| {
+            panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {error}")
+        });
+    let name = format!("tessera_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    let store = SqlStore::connect(url.as_str()).await.unwrap();
+    assert_eq!(store.backend(), tessera_store::Backend::Postgres);
+    store.migrate().await.unwrap();
+    let outcome = tokio::spawn(case(store.clone())).await;
+    store.close().await;
+
+    // Best effort: a leftover database is harmless, a failed case must still report.
+    if let Err(error) = admin
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await
+    {
+        eprintln!("could not drop test database {name}: {error}");
+    }
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Generates `sqlite::<case>` and `postgres::<case>` tests from each async fn in [`cases`].
+macro_rules! store_tests {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::with_sqlite(crate::cases::$case).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::with_postgres(crate::cases::$case).await;
+                }
+            )+
+        }
+    };
+}
+
+store_tests!(
+    ping_answers,
+    migrate_is_idempotent,
+    users_are_unique_by_normalized_email,
+    credentials_and_password_hash,
+    sessions_are_found_by_token_hash_and_listed_newest_first,
+    touch_updates_only_stale_sessions,
+    deleting_a_session_is_scoped_to_its_user,
+    delete_sessions_except_keeps_one,
+    reauth_window_is_stored,
+    expired_sessions_are_deleted,
+    password_failures_count_lock_and_reset,
+    concurrent_password_failures_are_all_counted,
+    events_append_and_page_newest_first,
+    outbox_claim_lease_retry_and_send,
+    outbox_failed_messages_leave_the_backlog,
+    concurrent_claims_never_share_a_message,
+    dropped_transaction_rolls_back,
+);
+
+mod cases {
+    use serde_json::json;
+    use std::collections::BTreeSet;
+    use tessera_core::crypto::Token;
+    use tessera_core::email::Email;
+    use tessera_core::event::{ClientInfo, EventKind, NewEvent};
+    use tessera_core::ids::{SessionId, UserId};
+    use tessera_core::notification::{Channel, NewOutboxMessage, Notification};
+    use tessera_core::session::{Session, SessionState};
+    use tessera_core::store::{NewUser, Store, StoreError};
+    use tessera_core::throttle::PasswordThrottle;
+    use tessera_core::user::User;
+    use tessera_store::SqlStore;
+    use time::macros::datetime;
+    use time::{Duration, OffsetDateTime};
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 08:00 UTC);
+
+    fn new_user(email: &str, created_at: OffsetDateTime) -> NewUser {
+        let email = Email::parse(email).unwrap();
+        NewUser {
+            user: User {
+                id: UserId::new(),
+                display_name: email.as_str().split('@').next().unwrap().to_owned(),
+                email,
+                created_at,
+            },
+            password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${}", UserId::new()),
+        }
+    }
+
+    async fn insert_user(store: &SqlStore, email: &str) -> NewUser {
+        let user = new_user(email, T0);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_user(&user).await.unwrap();
+        tx.commit().await.unwrap();
+        user
+    }
+
+    fn new_session(user_id: UserId, created_at: OffsetDateTime) -> Session {
+        Session {
+            id: SessionId::new(),
+            user_id,
+            token_hash: Token::generate().unwrap().hash(),
+            state: SessionState::Full,
+            amr: vec!["pwd".into(), "otp".into()],
+            created_at,
+            last_seen_at: created_at,
+            expires_at: created_at + Duration::hours(12),
+            reauth_until: None,
+            ip: Some("192.0.2.7".into()),
+            user_agent: Some("Mozilla/5.0 (test)".into()),
+        }
+    }
+
+    async fn insert_sessions(store: &SqlStore, sessions: &[&Session]) {
+        let mut tx = store.begin().await.unwrap();
+        for session in sessions {
+            tx.insert_session(session).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    fn message(recipient: &str, created_at: OffsetDateTime) -> NewOutboxMessage {
+        NewOutboxMessage {
+            channel: Channel::Email,
+            recipient: recipient.into(),
+            notification: Notification::AccountCreated {
+                display_name: recipient.into(),
+            },
+            created_at,
+        }
+    }
+
+    async fn enqueue(store: &SqlStore, messages: &[NewOutboxMessage]) {
+        let mut tx = store.begin().await.unwrap();
+        for message in messages {
+            tx.enqueue(message).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn ping_answers(store: SqlStore) {
+        store.ping().await.unwrap();
+    }
+
+    pub async fn migrate_is_idempotent(store: SqlStore) {
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.list_users().await.unwrap().is_empty());
+    }
+
+    pub async fn users_are_unique_by_normalized_email(store: SqlStore) {
+        let ann = insert_user(&store, "Ann@Example.com").await;
+        assert_eq!(
+            store.user_by_id(ann.user.id).await.unwrap(),
+            Some(ann.user.clone())
+        );
+
+        let twin = new_user("ann@EXAMPLE.COM", T0);
+        let mut tx = store.begin().await.unwrap();
+        let error = tx.insert_user(&twin).await.unwrap_err();
+        drop(tx);
+        match &error {
+            StoreError::Conflict(what) => assert_eq!(what, "email already registered"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let text = error.to_string();
+        assert!(
+            !text.contains(&twin.password_hash) && !text.contains("ann@"),
+            "{text}"
+        );
+
+        let bob = new_user("bob@example.com", T0 + Duration::seconds(1));
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_user(&bob).await.unwrap();
+        tx.commit().await.unwrap();
+        let listed = store.list_users().await.unwrap();
+        assert_eq!(listed, vec![ann.user, bob.user]);
+        assert_eq!(store.user_by_id(UserId::new()).await.unwrap(), None);
+    }
+
+    pub async fn credentials_and_password_hash(store: SqlStore) {
+        let ann = insert_user(&store, "Ann@Example.com").await;
+        let credentials = store
+            .credentials_by_email("ann@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(credentials.user, ann.user);
+        assert_eq!(credentials.user.email.as_str(), "Ann@Example.com");
+        assert_eq!(credentials.password_hash, ann.password_hash);
+        assert!(
+            store
+                .credentials_by_email("nobody@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        assert_eq!(
+            store.password_hash(ann.user.id).await.unwrap(),
+            Some(ann.password_hash)
+        );
+        let mut tx = store.begin().await.unwrap();
+        tx.set_password_hash(ann.user.id, "$argon2id$new")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.password_hash(ann.user.id).await.unwrap().as_deref(),
+            Some("$argon2id$new")
+        );
+        assert_eq!(store.password_hash(UserId::new()).await.unwrap(), None);
+    }
+
+    pub async fn sessions_are_found_by_token_hash_and_listed_newest_first(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let old = new_session(ann, T0);
+        let mut new = new_session(ann, T0 + Duration::minutes(5));
+        new.state = SessionState::EnrollmentOnly;
+        new.reauth_until = Some(T0 + Duration::minutes(15));
+        new.ip = None;
+        new.user_agent = None;
+        let mut expired = new_session(ann, T0 - Duration::hours(13));
+        expired.expires_at = T0 - Duration::hours(1);
+        let bobs = new_session(bob, T0);
+        insert_sessions(&store, &[&old, &new, &expired, &bobs]).await;
+
+        assert_eq!(
+            store.session_by_token_hash(&new.token_hash).await.unwrap(),
+            Some(new.clone())
+        );
+        assert_eq!(
+            store
+                .session_by_token_hash(&expired.token_hash)
+                .await
+                .unwrap(),
+            Some(expired.clone())
+        );
+        let unknown = Token::generate().unwrap().hash();
+        assert_eq!(store.session_by_token_hash(&unknown).await.unwrap(), None);
+
+        let listed = store
+            .sessions_of(ann, T0 + Duration::minutes(10))
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![new.clone(), old.clone()]);
+        // At `expires_at` the session is over.
+        assert_eq!(
+            store.sessions_of(ann, old.expires_at).await.unwrap(),
+            vec![new.clone()]
+        );
+
+        // The token hash is unique.
+        let mut clash = new_session(bob, T0);
+        clash.token_hash = old.token_hash;
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.insert_session(&clash).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    pub async fn touch_updates_only_stale_sessions(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let session = new_session(ann, T0);
+        insert_sessions(&store, &[&session]).await;
+        let last_seen = async |store: &SqlStore| {
+            store
+                .session_by_token_hash(&session.token_hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen_at
+        };
+
+        // Seen 30 s ago: not stale at a one-minute resolution.
+        let now = T0 + Duration::seconds(30);
+        store
+            .touch_session(session.id, now, now - Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(last_seen(&store).await, T0);
+
+        let now = T0 + Duration::minutes(2);
+        store
+            .touch_session(session.id, now, now - Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(last_seen(&store).await, now);
+
+        // An unknown session is not an error.
+        store
+            .touch_session(SessionId::new(), now, now)
+            .await
+            .unwrap();
+    }
+
+    pub async fn deleting_a_session_is_scoped_to_its_user(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let mallory = insert_user(&store, "mallory@example.com").await.user.id;
+        let session = new_session(ann, T0);
+        insert_sessions(&store, &[&session]).await;
+
+        let mut tx = store.begin().await.unwrap();
+        assert!(!tx.delete_session(mallory, session.id).await.unwrap());
+        tx.commit().await.unwrap();
+        assert!(
+            store
+                .session_by_token_hash(&session.token_hash)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.delete_session(ann, session.id).await.unwrap());
+        assert!(!tx.delete_session(ann, session.id).await.unwrap());
+        tx.commit().await.unwrap();
+        assert!(
+            store
+                .session_by_token_hash(&session.token_hash)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    pub async fn delete_sessions_except_keeps_one(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let keep = new_session(ann, T0);
+        let other1 = new_session(ann, T0);
+        let other2 = new_session(ann, T0);
+        let bobs = new_session(bob, T0);
+        insert_sessions(&store, &[&keep, &other1, &other2, &bobs]).await;
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.delete_sessions_except(ann, Some(keep.id)).await.unwrap(),
+            2
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.sessions_of(ann, T0).await.unwrap(),
+            vec![keep.clone()]
+        );
+        assert_eq!(
+            store.sessions_of(bob, T0).await.unwrap(),
+            vec![bobs.clone()]
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.delete_sessions_except(ann, None).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        assert!(store.sessions_of(ann, T0).await.unwrap().is_empty());
+        assert_eq!(store.sessions_of(bob, T0).await.unwrap().len(), 1);
+    }
+
+    pub async fn reauth_window_is_stored(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let session = new_session(ann, T0);
+        insert_sessions(&store, &[&session]).await;
+        let until = T0 + Duration::minutes(10);
+        let mut tx = store.begin().await.unwrap();
+        tx.set_reauth_until(session.id, until).await.unwrap();
+        tx.commit().await.unwrap();
+        let stored = store
+            .session_by_token_hash(&session.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.reauth_until, Some(until));
+        assert!(stored.reauth_open(T0 + Duration::minutes(9)));
+        assert!(!stored.reauth_open(until));
+    }
+
+    pub async fn expired_sessions_are_deleted(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let live = new_session(ann, T0);
+        let mut ended = new_session(ann, T0 - Duration::days(2));
+        ended.expires_at = T0 - Duration::days(1);
+        insert_sessions(&store, &[&live, &ended]).await;
+        assert_eq!(store.delete_expired_sessions(T0).await.unwrap(), 1);
+        assert_eq!(store.delete_expired_sessions(T0).await.unwrap(), 0);
+        assert!(
+            store
+                .session_by_token_hash(&live.token_hash)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .session_by_token_hash(&ended.token_hash)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    pub async fn password_failures_count_lock_and_reset(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        assert_eq!(
+            store.password_throttle(ann).await.unwrap(),
+            PasswordThrottle::default()
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 1);
+        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 2);
+        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 3);
+        assert_eq!(tx.record_password_failure(bob).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+
+        let until = T0 + Duration::seconds(30);
+        let mut tx = store.begin().await.unwrap();
+        tx.lock_password(ann, until).await.unwrap();
+        tx.commit().await.unwrap();
+        let throttle = store.password_throttle(ann).await.unwrap();
+        assert_eq!(
+            throttle,
+            PasswordThrottle {
+                failures: 3,
+                locked_until: Some(until)
+            }
+        );
+        assert_eq!(throttle.retry_after(T0), Some(30));
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 4);
+        tx.reset_password_failures(ann).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.password_throttle(ann).await.unwrap(),
+            PasswordThrottle::default()
+        );
+        assert_eq!(store.password_throttle(bob).await.unwrap().failures, 1);
+
+        // A lock without earlier failures (e.g. set by an operator) is stored too.
+        let mut tx = store.begin().await.unwrap();
+        tx.lock_password(ann, until).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.password_throttle(ann).await.unwrap(),
+            PasswordThrottle {
+                failures: 0,
+                locked_until: Some(until)
+            }
+        );
+    }
+
+    pub async fn concurrent_password_failures_are_all_counted(store: SqlStore) {
+        const ATTEMPTS: u32 = 20;
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..ATTEMPTS {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                let count = tx.record_password_failure(ann).await.unwrap();
+                tx.commit().await.unwrap();
+                count
+            });
+        }
+        let counts: BTreeSet<u32> = tasks.join_all().await.into_iter().collect();
+        assert_eq!(counts, (1..=ATTEMPTS).collect::<BTreeSet<_>>());
+        assert_eq!(
+            store.password_throttle(ann).await.unwrap().failures,
+            ATTEMPTS
+        );
+    }
+
+    pub async fn events_append_and_page_newest_first(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let admin = UserId::new();
+        let kinds = [
+            EventKind::AccountCreated,
+            EventKind::SigninFailed,
+            EventKind::SigninSucceeded,
+            EventKind::Reauth,
+            EventKind::PasswordChanged,
+        ];
+        let mut tx = store.begin().await.unwrap();
+        for (i, kind) in (0i64..).zip(kinds) {
+            tx.insert_event(&NewEvent {
+                user_id: ann,
+                kind,
+                at: T0 + Duration::minutes(i),
+                client: ClientInfo::new(Some("198.51.100.4".into()), Some("curl/8")),
+                actor_id: (i == 4).then_some(admin),
+                details: json!({ "step": i, "nested": { "ok": true } }),
+            })
+            .await
+            .unwrap();
+        }
+        tx.insert_event(&NewEvent {
+            user_id: bob,
+            kind: EventKind::Signout,
+            at: T0,
+            client: ClientInfo::default(),
+            actor_id: None,
+            details: json!({}),
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let first = store.events_of(ann, None, 2).await.unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+            ["password_changed", "reauth"]
+        );
+        let newest = &first[0];
+        assert_eq!(newest.user_id, ann);
+        assert_eq!(newest.at, T0 + Duration::minutes(4));
+        assert_eq!(newest.ip.as_deref(), Some("198.51.100.4"));
+        assert_eq!(newest.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(newest.actor_id, Some(admin));
+        assert_eq!(
+            newest.details,
+            json!({ "step": 4, "nested": { "ok": true } })
+        );
+        assert_eq!(first[1].actor_id, None);
+        assert!(first[0].id > first[1].id);
+
+        let second = store.events_of(ann, Some(first[1].id), 2).await.unwrap();
+        assert_eq!(
+            second.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+            ["signin_succeeded", "signin_failed"]
+        );
+        let third = store.events_of(ann, Some(second[1].id), 2).await.unwrap();
+        assert_eq!(
+            third.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+            ["account_created"]
+        );
+        assert!(
+            store
+                .events_of(ann, Some(third[0].id), 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let all = store.events_of(ann, None, 100).await.unwrap();
+        assert_eq!(all.len(), 5);
+        let bobs = store.events_of(bob, None, 100).await.unwrap();
+        assert_eq!(bobs.len(), 1);
+        assert_eq!(
+            (bobs[0].kind.as_str(), bobs[0].ip.as_deref()),
+            ("signout", None)
+        );
+    }
+
+    pub async fn outbox_claim_lease_retry_and_send(store: SqlStore) {
+        let lease = Duration::minutes(2);
+        enqueue(
+            &store,
+            &[
+                message("first@example.com", T0),
+                message("second@example.com", T0),
+            ],
+        )
+        .await;
+        assert_eq!(store.outbox_backlog().await.unwrap(), 2);
+
+        // Oldest first, with the notification intact.
+        let claimed = store
+            .claim_outbox_message(T0, T0 + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.recipient, "first@example.com");
+        assert_eq!(claimed.channel, Channel::Email);
+        assert_eq!(
+            claimed.notification,
+            Notification::AccountCreated {
+                display_name: "first@example.com".into()
+            }
+        );
+        assert_eq!((claimed.created_at, claimed.attempts), (T0, 0));
+
+        // While leased, the next claim gets the other message, then nothing.
+        let other = store
+            .claim_outbox_message(T0, T0 + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.recipient, "second@example.com");
+        let during = T0 + Duration::minutes(1);
+        assert_eq!(
+            store
+                .claim_outbox_message(during, during + lease)
+                .await
+                .unwrap(),
+            None
+        );
+
+        // After the lease ends (a crashed worker), the message is claimable again.
+        let after = T0 + lease;
+        let again = store
+            .claim_outbox_message(after, after + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.id, claimed.id);
+
+        // A retry counts the attempt, clears the lease and waits until `next_attempt_at`.
+        let next = after + Duration::seconds(30);
+        store
+            .mark_outbox_retry(again.id, next, "smtp: connection refused")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_outbox_message(next - Duration::seconds(1), next + lease)
+                .await
+                .unwrap(),
+            None
+        );
+        let retried = store
+            .claim_outbox_message(next, next + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((retried.id, retried.attempts), (claimed.id, 1));
+
+        store.mark_outbox_sent(retried.id, next).await.unwrap();
+        assert_eq!(store.outbox_backlog().await.unwrap(), 1);
+        // A sent message is never claimed again, even long after.
+        let later = T0 + Duration::days(2);
+        let last = store
+            .claim_outbox_message(later, later + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.id, other.id);
+        store.mark_outbox_sent(last.id, later).await.unwrap();
+        assert_eq!(
+            store
+                .claim_outbox_message(later, later + lease)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    }
+
+    pub async fn outbox_failed_messages_leave_the_backlog(store: SqlStore) {
+        let lease = Duration::minutes(2);
+        let mut sms = message("+15555550100", T0);
+        sms.channel = Channel::Sms;
+        enqueue(&store, &[sms]).await;
+        let claimed = store
+            .claim_outbox_message(T0, T0 + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.channel, Channel::Sms);
+        store
+            .mark_outbox_failed(claimed.id, &"x".repeat(5000))
+            .await
+            .unwrap();
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+        let later = T0 + Duration::days(1);
+        assert_eq!(
+            store
+                .claim_outbox_message(later, later + lease)
+                .await
+                .unwrap(),
+            None
+        );
+        // A late retry cannot resurrect a failed message.
+        store
+            .mark_outbox_retry(claimed.id, later, "late")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_outbox_message(later, later + lease)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    }
+
+    pub async fn concurrent_claims_never_share_a_message(store: SqlStore) {
+        const MESSAGES: usize = 12;
+        let messages: Vec<_> = (0..MESSAGES)
+            .map(|i| message(&format!("u{i}@example.com"), T0))
+            .collect();
+        enqueue(&store, &messages).await;
+        let lease = T0 + Duration::minutes(2);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..MESSAGES {
+            let store = store.clone();
+            tasks.spawn(async move { store.claim_outbox_message(T0, lease).await.unwrap() });
+        }
+        let mut ids: Vec<i64> = tasks
+            .join_all()
+            .await
+            .into_iter()
+            .flatten()
+            .map(|m| m.id)
+            .collect();
+        // Whatever a claim missed is still there to claim; nothing is claimed twice.
+        while let Some(message) = store.claim_outbox_message(T0, lease).await.unwrap() {
+            ids.push(message.id);
+        }
+        let distinct: BTreeSet<i64> = ids.iter().copied().collect();
+        assert_eq!(ids.len(), MESSAGES);
+        assert_eq!(distinct.len(), MESSAGES);
+    }
+
+    pub async fn dropped_transaction_rolls_back(store: SqlStore) {
+        let ann = new_user("ann@example.com", T0);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_user(&ann).await.unwrap();
+        tx.enqueue(&message("ann@example.com", T0)).await.unwrap();
+        drop(tx);
+        assert_eq!(store.user_by_id(ann.user.id).await.unwrap(), None);
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+
+        // The connection is usable again, and the email is still free.
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_user(&ann).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.user_by_id(ann.user.id).await.unwrap(), Some(ann.user));
+    }
+}
+
+#[test]
+fn migration_file_lists_are_identical() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let list = |backend: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(backend))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = list("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, list("postgres"));
+}
+
+#[tokio::test]
+async fn sqlite_file_store_runs_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tessera.db");
+    let store = SqlStore::connect(&sqlite_url(&path)).await.unwrap();
+    assert_eq!(store.backend(), tessera_store::Backend::Sqlite);
+    store.migrate().await.unwrap();
+    assert!(path.exists());
+    assert!(
+        dir.path().join("tessera.db-wal").exists(),
+        "no WAL file next to the database"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_store_reads_its_writes() {
+    use tessera_core::store::Store;
+    let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let user = tessera_core::user::User {
+        id: tessera_core::ids::UserId::new(),
+        email: tessera_core::email::Email::parse("ann@example.com").unwrap(),
+        display_name: "Ann".into(),
+        created_at: time::macros::datetime!(2026-01-01 00:00 UTC),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_user(&tessera_core::store::NewUser {
+        user: user.clone(),
+        password_hash: "h".into(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.user_by_id(user.id).await.unwrap(), Some(user));
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_reported() {
+    use tessera_core::store::StoreError;
+    let unsupported = SqlStore::connect("mysql://root@localhost/tessera")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unsupported, StoreError::Other(_)),
+        "{unsupported:?}"
+    );
+
+    let missing = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", missing.path().join("absent.db").display());
+    let error = SqlStore::connect(&url).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+
+    // Nothing listens on port 1: fail closed, as unavailable, without echoing the password.
+    let error = SqlStore::connect("postgres://tessera:hunter2@127.0.0.1:1/tessera")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(!error.to_string().contains("hunter2"));
+}

@@ -1,0 +1,238 @@
+//! `tessera`: run the server and administer it.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tessera_core::clock::SystemClock;
+use tessera_core::event::ClientInfo;
+use tessera_core::service::NewAccount;
+use tessera_server::config::{LogFormat, Overrides, Settings};
+use tessera_server::server;
+
+/// Tessera: accounts, sign-in and multi-factor authentication, self-hosted.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every command shares; each also reads `TESSERA_*` and the TOML file.
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// TOML configuration file [env: TESSERA_CONFIG]
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: SQLite database, generated keys, dev outbox [env: TESSERA_DATA_DIR] [default: ./tessera-data]
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL (sqlite://… or postgres://…) [env: TESSERA_DATABASE_URL] [default: sqlite://<data dir>/tessera.db]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Administer accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage the instance keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [env: TESSERA_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// The URL users reach this server at [env: TESSERA_PUBLIC_URL] [default: http://localhost:8080]
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an account (whatever the sign-up setting).
+    CreateUser {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+        /// The display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the accounts.
+    ListUsers,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new AES-256-GCM key and make it primary; older keys still open what they sealed.
+    Rotate,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+    let overrides = Overrides {
+        listen: serve.and_then(|s| s.listen.clone()),
+        data_dir: common.data_dir.clone(),
+        database_url: common.database_url.clone(),
+        public_url: serve.and_then(|s| s.public_url.clone()),
+    };
+    Settings::load(common.config.as_deref(), &overrides)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => {
+            let settings = load_settings(&cli.common, Some(args))?;
+            init_logging(settings.log_format);
+            serve(settings).await
+        }
+        Command::Migrate => {
+            let settings = load_settings(&cli.common, None)?;
+            server::open_store(&settings).await?;
+            println!("migrations applied to {}", settings.database_url_for_logs());
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CreateUser { email, name, password_stdin }) => {
+            let settings = load_settings(&cli.common, None)?;
+            let password = read_password(*password_stdin)?;
+            let store = server::open_store(&settings).await?;
+            let services = server::services(&settings, store, Arc::new(SystemClock))?;
+            let account = NewAccount { email: email.clone(), password, display_name: name.clone() };
+            let user = services.create_account(account, ClientInfo::new(None, Some("tessera admin create-user"))).await?;
+            println!("created {} ({})", user.email, user.id);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::ListUsers) => {
+            let settings = load_settings(&cli.common, None)?;
+            let store = server::open_store(&settings).await?;
+            let services = server::services(&settings, store, Arc::new(SystemClock))?;
+            let users = services.list_users().await?;
+            println!("{:<36}  {:<20}  {:<32}  NAME", "ID", "CREATED", "EMAIL");
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+            for user in &users {
+                println!(
+                    "{:<36}  {:<20}  {:<32}  {}",
+                    user.id,
+                    user.created_at.format(&format).unwrap_or_default(),
+                    user.email,
+                    user.display_name
+                );
+            }
+            println!("{} account(s)", users.len());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let settings = load_settings(&cli.common, None)?;
+            let id = tessera_server::keys::rotate(&settings.data_dir)?;
+            println!("key {id} is now the primary sealing key; restart the servers to use it");
+            Ok(())
+        }
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
+    let password = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
+        if first != again {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(SecretString::from(password))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let data_dir = std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+    let database = settings.database_url_for_logs();
+    let public_url = settings.public_url.clone();
+    let mut running = server::start(settings, Arc::new(SystemClock), server::StartOptions::default()).await?;
+    tracing::info!(
+        listen = %running.addr,
+        public_url = %public_url,
+        data_dir = %data_dir.display(),
+        database = %database,
+        "Tessera is listening on http://{} (data in {})",
+        running.addr,
+        data_dir.display()
+    );
+    tokio::select! {
+        result = running.wait() => return result,
+        () = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
