@@ -51,7 +51,11 @@ async fn fallback(request: Request) -> Response {
 }
 
 async fn method_not_allowed(request: Request) -> Response {
-    let message = format!("{} is not allowed on {}", request.method(), request.uri().path());
+    let message = format!(
+        "{} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    );
     if wants_json(&request) {
         ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, message).into_response()
     } else {
@@ -61,7 +65,9 @@ async fn method_not_allowed(request: Request) -> Response {
 
 fn wants_json(request: &Request) -> bool {
     let path = request.uri().path();
-    path.starts_with("/api/") || path == "/api" || matches!(path, "/healthz" | "/readyz" | "/metrics")
+    path.starts_with("/api/")
+        || path == "/api"
+        || matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
@@ -70,18 +76,33 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
-    ApiError::from(tessera_core::Error::Internal(format!("handler panicked: {detail}"))).into_response()
+    ApiError::from(tessera_core::Error::Internal(format!(
+        "handler panicked: {detail}"
+    )))
+    .into_response()
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {
     let is_static = request.uri().path().starts_with("/static/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     if !is_static {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -101,7 +122,11 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         state
             .metrics
             .requests
-            .get_or_create(&RouteLabels { method: method.clone(), route: route.clone(), status: response.status().as_u16() })
+            .get_or_create(&RouteLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status: response.status().as_u16(),
+            })
             .inc();
         state
             .metrics

@@ -119,22 +119,33 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("public_url", &self.public_url)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
-            .field("sms_webhook_url", &self.sms_webhook_url.as_deref().map(redact_url))
+            .field(
+                "sms_webhook_url",
+                &self.sms_webhook_url.as_deref().map(redact_url),
+            )
             .field("signup", &self.signup)
             .field("client_rate_limit", &self.client_rate_limit)
             .field("session_lifetime_minutes", &self.session_lifetime_minutes)
-            .field("session_idle_timeout_minutes", &self.session_idle_timeout_minutes)
+            .field(
+                "session_idle_timeout_minutes",
+                &self.session_idle_timeout_minutes,
+            )
             .field("trusted_proxies", &self.trusted_proxies)
             .field("log_format", &self.log_format)
             .finish()
     }
 }
 
-fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<IpNet>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -142,7 +153,12 @@ fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result
         Many(Vec<String>),
     }
     let items = match Raw::deserialize(deserializer)? {
-        Raw::One(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Raw::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         Raw::Many(items) => items,
     };
     items
@@ -150,7 +166,11 @@ fn list_or_comma_separated<'de, D: Deserializer<'de>>(deserializer: D) -> Result
         .map(|item| {
             item.parse::<IpNet>()
                 .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| serde::de::Error::custom(format!("trusted_proxies: `{item}` is not an address or CIDR range")))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "trusted_proxies: `{item}` is not an address or CIDR range"
+                    ))
+                })
         })
         .collect()
 }
@@ -175,10 +195,18 @@ pub struct Overrides {
 impl Settings {
     /// Loads the settings: defaults ← `config_file` (TOML) ← `TESSERA_*` ← `overrides`.
     pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
-        Self::load_from(config_file, overrides, Env::prefixed("TESSERA_").only(ENV_KEYS))
+        Self::load_from(
+            config_file,
+            overrides,
+            Env::prefixed("TESSERA_").only(ENV_KEYS),
+        )
     }
 
-    fn load_from(config_file: Option<&Path>, overrides: &Overrides, env: Env) -> anyhow::Result<Self> {
+    fn load_from(
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = config_file {
             if !path.is_file() {
@@ -197,7 +225,8 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
-        let public = url::Url::parse(&self.public_url).with_context(|| format!("public_url `{}` is not a URL", self.public_url))?;
+        let public = url::Url::parse(&self.public_url)
+            .with_context(|| format!("public_url `{}` is not a URL", self.public_url))?;
         if !matches!(public.scheme(), "http" | "https") {
             bail!("public_url must be http or https");
         }
@@ -205,13 +234,15 @@ impl Settings {
             bail!("session lifetimes must be at least one minute");
         }
         if let Some(url) = &self.smtp_url {
-            let parsed = url::Url::parse(url).map_err(|_| anyhow::anyhow!("smtp_url is not a URL"))?;
+            let parsed =
+                url::Url::parse(url).map_err(|_| anyhow::anyhow!("smtp_url is not a URL"))?;
             if !matches!(parsed.scheme(), "smtp" | "smtps") {
                 bail!("smtp_url must start with smtp:// or smtps://");
             }
         }
         if let Some(url) = &self.sms_webhook_url {
-            let parsed = url::Url::parse(url).map_err(|_| anyhow::anyhow!("sms_webhook_url is not a URL"))?;
+            let parsed = url::Url::parse(url)
+                .map_err(|_| anyhow::anyhow!("sms_webhook_url is not a URL"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 bail!("sms_webhook_url must be http or https");
             }
@@ -221,14 +252,19 @@ impl Settings {
 
     /// The parsed listen address.
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listen.parse().with_context(|| format!("listen address `{}` is not host:port", self.listen))
+        self.listen
+            .parse()
+            .with_context(|| format!("listen address `{}` is not host:port", self.listen))
     }
 
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("tessera.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tessera.db").display()
+            ),
         }
     }
 
@@ -244,6 +280,10 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment's Jail closures return its large Error"
+)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -257,7 +297,10 @@ mod tests {
             assert_eq!(s.public_url, "http://localhost:8080");
             assert_eq!(s.signup, SignupMode::Open);
             assert_eq!(s.client_rate_limit, 600);
-            assert!(s.database_url().starts_with("sqlite://./tessera-data/tessera.db"));
+            assert!(
+                s.database_url()
+                    .starts_with("sqlite://./tessera-data/tessera.db")
+            );
             Ok(())
         });
     }
@@ -278,8 +321,12 @@ mod tests {
             jail.set_env("TESSERA_CLIENT_RATE_LIMIT", "0");
             jail.set_env("TESSERA_SMTP_URL", "smtp://user:hunter2@127.0.0.1:2525");
             jail.set_env("TESSERA_TRUSTED_PROXIES", "192.168.0.1, 172.16.0.0/12");
-            let overrides = Overrides { listen: Some("127.0.0.1:9100".into()), ..Overrides::default() };
-            let s = Settings::load(Some(Path::new("tessera.toml")), &overrides).map_err(|e| e.to_string())?;
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Overrides::default()
+            };
+            let s = Settings::load(Some(Path::new("tessera.toml")), &overrides)
+                .map_err(|e| e.to_string())?;
             assert_eq!(s.listen, "127.0.0.1:9100");
             assert_eq!(s.signup, SignupMode::Closed);
             assert_eq!(s.client_rate_limit, 0);
@@ -296,7 +343,9 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "unknown_setting = 1\n")?;
             assert!(Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err());
-            assert!(Settings::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err());
+            assert!(
+                Settings::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err()
+            );
             jail.set_env("TESSERA_SIGNUP", "maybe");
             assert!(Settings::load(None, &Overrides::default()).is_err());
             Ok(())

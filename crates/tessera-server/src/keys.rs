@@ -50,7 +50,11 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Writes `contents` to `path` with mode 0600 unless the file exists; returns whether it wrote.
 fn write_new_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
     let dir = path.parent().context("key path has no directory")?;
-    let temp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("key"), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+        std::process::id()
+    ));
     {
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -74,38 +78,61 @@ fn write_new_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<bool> 
 fn check_private(path: &Path) -> anyhow::Result<()> {
     let mode = fs::metadata(path)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!("{} is readable by other users (mode {mode:o}); run `chmod 600` on it", path.display());
+        bail!(
+            "{} is readable by other users (mode {mode:o}); run `chmod 600` on it",
+            path.display()
+        );
     }
     Ok(())
 }
 
 fn decode_key(text: &str, what: &str) -> anyhow::Result<[u8; KEY_BYTES]> {
-    let bytes = STANDARD.decode(text.trim()).with_context(|| format!("{what} is not base64"))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} is not {KEY_BYTES} bytes"))
+    let bytes = STANDARD
+        .decode(text.trim())
+        .with_context(|| format!("{what} is not base64"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{what} is not {KEY_BYTES} bytes"))
 }
 
 fn encode_ring(ring: &KeyRing) -> anyhow::Result<Vec<u8>> {
     let file = KeyRingFile {
         primary: ring.primary_id(),
-        keys: ring.keys().iter().map(|k| KeyEntry { id: k.id(), key: STANDARD.encode(k.expose_bytes()) }).collect(),
+        keys: ring
+            .keys()
+            .iter()
+            .map(|k| KeyEntry {
+                id: k.id(),
+                key: STANDARD.encode(k.expose_bytes()),
+            })
+            .collect(),
     };
     Ok(serde_json::to_vec_pretty(&file)?)
 }
 
 fn read_ring(path: &Path) -> anyhow::Result<KeyRing> {
     check_private(path)?;
-    let file: KeyRingFile = serde_json::from_slice(&fs::read(path)?).with_context(|| format!("{} is not a key ring", path.display()))?;
+    let file: KeyRingFile = serde_json::from_slice(&fs::read(path)?)
+        .with_context(|| format!("{} is not a key ring", path.display()))?;
     let keys = file
         .keys
         .iter()
-        .map(|entry| Ok(SealingKey::new(entry.id, decode_key(&entry.key, &format!("key {}", entry.id))?)))
+        .map(|entry| {
+            Ok(SealingKey::new(
+                entry.id,
+                decode_key(&entry.key, &format!("key {}", entry.id))?,
+            ))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     KeyRing::new(file.primary, keys).map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 fn read_pepper(path: &Path) -> anyhow::Result<Pepper> {
     check_private(path)?;
-    Ok(Pepper::new(decode_key(&fs::read_to_string(path)?, "the pepper")?))
+    Ok(Pepper::new(decode_key(
+        &fs::read_to_string(path)?,
+        "the pepper",
+    )?))
 }
 
 /// Loads the keys from `data_dir`, generating any that do not exist yet. Returns the keys and
@@ -122,9 +149,15 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<(InstanceKeys, bool)>
     }
     if !pepper_path.exists() {
         let pepper = Pepper::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        generated |= write_new_private_file(&pepper_path, STANDARD.encode(pepper.expose_bytes()).as_bytes())?;
+        generated |= write_new_private_file(
+            &pepper_path,
+            STANDARD.encode(pepper.expose_bytes()).as_bytes(),
+        )?;
     }
-    let keys = InstanceKeys { ring: read_ring(&ring_path)?, pepper: read_pepper(&pepper_path)? };
+    let keys = InstanceKeys {
+        ring: read_ring(&ring_path)?,
+        pepper: read_pepper(&pepper_path)?,
+    };
     Ok((keys, generated))
 }
 
@@ -151,7 +184,10 @@ mod tests {
         let (first, generated) = load_or_generate(dir.path()).unwrap();
         assert!(generated);
         for file in ["keyring.json", "pepper.key"] {
-            let mode = fs::metadata(dir.path().join("keys").join(file)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join("keys").join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
         let (second, generated) = load_or_generate(dir.path()).unwrap();

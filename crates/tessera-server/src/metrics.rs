@@ -67,25 +67,63 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("tessera");
         let requests = Family::<RouteLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         let signins = Family::<OutcomeLabels, Counter>::default();
         let outbox_backlog = Gauge::<i64, AtomicI64>::default();
         let outbox_delivered = Counter::default();
         let outbox_failed = Counter::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
-        registry.register("signins", "Password sign-in attempts by outcome", signins.clone());
-        registry.register("outbox_backlog", "Notifications waiting for delivery", outbox_backlog.clone());
-        registry.register("outbox_delivered", "Notifications delivered", outbox_delivered.clone());
-        registry.register("outbox_failed", "Notifications given up on after retrying for a day", outbox_failed.clone());
-        Self { registry, requests, latency, signins, outbox_backlog, outbox_delivered, outbox_failed }
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "signins",
+            "Password sign-in attempts by outcome",
+            signins.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Notifications waiting for delivery",
+            outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_delivered",
+            "Notifications delivered",
+            outbox_delivered.clone(),
+        );
+        registry.register(
+            "outbox_failed",
+            "Notifications given up on after retrying for a day",
+            outbox_failed.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            signins,
+            outbox_backlog,
+            outbox_delivered,
+            outbox_failed,
+        }
     }
 }
 
 impl Metrics {
     /// Counts one sign-in outcome.
     pub fn signin(&self, outcome: &str) {
-        self.signins.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+        self.signins
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

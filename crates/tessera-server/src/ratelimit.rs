@@ -34,7 +34,10 @@ impl ClientRateLimiter {
     /// `per_minute` requests a minute per address (bursts up to the same number); `None` when 0.
     pub fn new(per_minute: u32) -> Option<Self> {
         let per_minute = NonZeroU32::new(per_minute)?;
-        Some(Self { limiter: RateLimiter::keyed(Quota::per_minute(per_minute)), clock: DefaultClock::default() })
+        Some(Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            clock: DefaultClock::default(),
+        })
     }
 
     /// Takes one request from `ip`'s allowance, or says how many seconds to wait.
@@ -52,14 +55,18 @@ impl ClientRateLimiter {
 }
 
 /// Middleware for the unauthenticated routes.
-pub async fn limit_by_client(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn limit_by_client(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(limiter) = &state.client_limiter {
         let (parts, body) = request.into_parts();
         let ip = client_ip(&parts, &state.settings.trusted_proxies);
-        if let Some(ip) = ip {
-            if let Err(retry_after_secs) = limiter.check(ip) {
-                return ApiError::from(Error::RateLimited { retry_after_secs }).into_response();
-            }
+        if let Some(ip) = ip
+            && let Err(retry_after_secs) = limiter.check(ip)
+        {
+            return ApiError::from(Error::RateLimited { retry_after_secs }).into_response();
         }
         return next.run(Request::from_parts(parts, body)).await;
     }

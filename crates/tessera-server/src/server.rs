@@ -25,22 +25,40 @@ pub const HASH_QUEUE_DEPTH: usize = 512;
 
 /// Opens the data directory and the database, and runs the migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     let store = SqlStore::connect(&settings.database_url())
         .await
-        .with_context(|| format!("cannot open the database {}", settings.database_url_for_logs()))?;
-    store.migrate().await.context("cannot run the database migrations")?;
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                settings.database_url_for_logs()
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .context("cannot run the database migrations")?;
     Ok(store)
 }
 
 /// Wires the services on an open store.
-pub fn services(settings: &Settings, store: SqlStore, clock: Arc<dyn Clock>) -> anyhow::Result<Services> {
+pub fn services(
+    settings: &Settings,
+    store: SqlStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Services> {
     let (keys, generated) = keys::load_or_generate(&settings.data_dir)?;
     if generated {
         tracing::info!(dir = %settings.data_dir.join("keys").display(), "generated new instance keys");
     }
-    let workers = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+    let workers = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2);
     let service_settings = ServiceSettings {
         signup: match settings.signup {
             SignupMode::Open => Signup::Open,
@@ -74,7 +92,9 @@ pub struct RunningServer {
 
 impl std::fmt::Debug for RunningServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningServer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +102,10 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, stops the workers.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.http.await.context("server task failed")?.context("server error")?;
+        self.http
+            .await
+            .context("server task failed")?
+            .context("server error")?;
         for task in self.tasks {
             let _ = task.await;
         }
@@ -91,7 +114,10 @@ impl RunningServer {
 
     /// Waits until the server stops by itself (it does not, unless it fails).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        (&mut self.http).await.context("server task failed")?.context("server error")
+        (&mut self.http)
+            .await
+            .context("server task failed")?
+            .context("server error")
     }
 }
 
@@ -104,16 +130,24 @@ pub struct StartOptions {
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { outbox_worker: true }
+        Self {
+            outbox_worker: true,
+        }
     }
 }
 
 /// Starts the server described by `settings` with `clock`.
-pub async fn start(settings: Settings, clock: Arc<dyn Clock>, options: StartOptions) -> anyhow::Result<RunningServer> {
+pub async fn start(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    options: StartOptions,
+) -> anyhow::Result<RunningServer> {
     let addr = settings.listen_addr()?;
     let store = open_store(&settings).await?;
     let services = services(&settings, store, clock)?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
 
     let mut state = AppState {
@@ -127,21 +161,36 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>, options: StartOpti
     state.openapi_json = Arc::new(app::openapi_json(&state));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = vec![tokio::spawn(housekeeping(state.clone(), shutdown_rx.clone()))];
+    let mut tasks = vec![tokio::spawn(housekeeping(
+        state.clone(),
+        shutdown_rx.clone(),
+    ))];
     if options.outbox_worker {
-        tasks.push(crate::notify::spawn_outbox_worker(&state, shutdown_rx.clone())?);
+        tasks.push(crate::notify::spawn_outbox_worker(
+            &state,
+            shutdown_rx.clone(),
+        )?);
     }
 
     let router = app::router(state.clone());
     let mut stop = shutdown_rx;
     let http = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
     });
-    Ok(RunningServer { addr, state, shutdown, tasks, http })
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown,
+        tasks,
+        http,
+    })
 }
 
 /// Periodic clean-up: expired sessions, idle rate-limiter keys.
@@ -156,7 +205,7 @@ async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if let Some(limiter) = &state.client_limiter {
             limiter.forget_idle();
         }
-        if minutes % 10 == 0 {
+        if minutes.is_multiple_of(10) {
             let now = state.services.clock().now();
             match state.services.store().delete_expired_sessions(now).await {
                 Ok(0) => {}

@@ -32,12 +32,18 @@ pub struct AppState {
 impl AppState {
     /// The session cookie's name.
     pub fn cookie_name(&self) -> &'static str {
-        if self.settings.is_https() { SESSION_COOKIE_HTTPS } else { SESSION_COOKIE }
+        if self.settings.is_https() {
+            SESSION_COOKIE_HTTPS
+        } else {
+            SESSION_COOKIE
+        }
     }
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }

@@ -194,3 +194,45 @@ impl SqlStore {
         self.reader.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &AnyPool, sql: &'static str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_pools_get_their_pragmas_and_readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = SqlStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        for pool in [&store.writer, &store.reader] {
+            assert_eq!(pragma(pool, "PRAGMA foreign_keys").await, 1);
+            assert_eq!(pragma(pool, "PRAGMA busy_timeout").await, 5000);
+            assert_eq!(pragma(pool, "PRAGMA synchronous").await, 1, "NORMAL");
+        }
+        assert_eq!(pragma(&store.writer, "PRAGMA query_only").await, 0);
+        assert_eq!(pragma(&store.reader, "PRAGMA query_only").await, 1);
+        let write = sqlx::query("DELETE FROM users")
+            .execute(&store.reader)
+            .await;
+        assert!(write.is_err(), "a reader connection accepted a write");
+        sqlx::query("DELETE FROM users")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        store.close().await;
+    }
+}

@@ -190,6 +190,10 @@ impl Store for SqlStore {
             Err(error) => {
                 // A message no worker can read would be claimed again after every lease; park
                 // it as failed so it stops blocking the queue, and report the corruption.
+                tracing::warn!(
+                    outbox_id = id,
+                    "parking an undecodable outbox message as failed"
+                );
                 self.mark_outbox_failed(id, "undecodable message").await?;
                 Err(error)
             }

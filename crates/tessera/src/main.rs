@@ -86,7 +86,10 @@ enum KeysCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -115,7 +118,9 @@ fn load_settings(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Resu
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -135,13 +140,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", settings.database_url_for_logs());
             Ok(())
         }
-        Command::Admin(AdminCommand::CreateUser { email, name, password_stdin }) => {
+        Command::Admin(AdminCommand::CreateUser {
+            email,
+            name,
+            password_stdin,
+        }) => {
             let settings = load_settings(&cli.common, None)?;
             let password = read_password(*password_stdin)?;
             let store = server::open_store(&settings).await?;
             let services = server::services(&settings, store, Arc::new(SystemClock))?;
-            let account = NewAccount { email: email.clone(), password, display_name: name.clone() };
-            let user = services.create_account(account, ClientInfo::new(None, Some("tessera admin create-user"))).await?;
+            let account = NewAccount {
+                email: email.clone(),
+                password,
+                display_name: name.clone(),
+            };
+            let user = services
+                .create_account(
+                    account,
+                    ClientInfo::new(None, Some("tessera admin create-user")),
+                )
+                .await?;
             println!("created {} ({})", user.email, user.id);
             Ok(())
         }
@@ -176,11 +194,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
     let password = if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-        let again = rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
+        let again =
+            rpassword::prompt_password("Password (again): ").context("cannot read the password")?;
         if first != again {
             bail!("the passwords do not match");
         }
@@ -193,10 +215,16 @@ fn read_password(from_stdin: bool) -> anyhow::Result<SecretString> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let data_dir = std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+    let data_dir =
+        std::fs::canonicalize(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
     let database = settings.database_url_for_logs();
     let public_url = settings.public_url.clone();
-    let mut running = server::start(settings, Arc::new(SystemClock), server::StartOptions::default()).await?;
+    let mut running = server::start(
+        settings,
+        Arc::new(SystemClock),
+        server::StartOptions::default(),
+    )
+    .await?;
     tracing::info!(
         listen = %running.addr,
         public_url = %public_url,

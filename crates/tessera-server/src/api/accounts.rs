@@ -4,13 +4,13 @@ use super::error::{ApiError, ApiResult, ErrorEnvelope};
 use super::extract::{ApiJson, ApiSession, Client, FullApiSession};
 use super::wire::*;
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::ExposeSecret;
+use tessera_core::Error;
 use tessera_core::ids::SessionId;
 use tessera_core::service::NewAccount;
-use tessera_core::Error;
 
 /// Sign up.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
@@ -27,10 +27,19 @@ pub async fn create_account(
     Client(client): Client,
     ApiJson(body): ApiJson<CreateAccountRequest>,
 ) -> ApiResult<(StatusCode, Json<AccountResponse>)> {
-    let account = NewAccount { email: body.email, password: body.password, display_name: body.display_name };
+    let account = NewAccount {
+        email: body.email,
+        password: body.password,
+        display_name: body.display_name,
+    };
     let user = state.services.sign_up(account, client).await?;
     state.outbox_wake.notify_one();
-    Ok((StatusCode::CREATED, Json(AccountResponse { user: (&user).into() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountResponse {
+            user: (&user).into(),
+        }),
+    ))
 }
 
 /// Sign in with a password.
@@ -47,10 +56,17 @@ pub async fn create_session(
     Client(client): Client,
     ApiJson(body): ApiJson<SignInRequest>,
 ) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
-    let result = state.services.sign_in_with_password(&body.email, body.password.expose_secret(), client).await;
+    let result = state
+        .services
+        .sign_in_with_password(&body.email, body.password.expose_secret(), client)
+        .await;
     state.metrics.signin(match &result {
         Ok(_) => "authenticated",
-        Err(error @ (Error::InvalidCredentials | Error::RateLimited { .. } | Error::InvalidRequest(_))) => error.code(),
+        Err(
+            error @ (Error::InvalidCredentials
+            | Error::RateLimited { .. }
+            | Error::InvalidRequest(_)),
+        ) => error.code(),
         Err(_) => "error",
     });
     let signed_in = result?;
@@ -75,7 +91,10 @@ pub async fn list_sessions(
     FullApiSession(auth): FullApiSession,
 ) -> ApiResult<Json<SessionsResponse>> {
     let sessions = state.services.list_sessions(&auth).await?;
-    let sessions = sessions.iter().map(|s| SessionResponse::new(s, s.id == auth.session.id)).collect();
+    let sessions = sessions
+        .iter()
+        .map(|s| SessionResponse::new(s, s.id == auth.session.id))
+        .collect();
     Ok(Json(SessionsResponse { sessions }))
 }
 
@@ -123,6 +142,9 @@ pub async fn reauth(
     FullApiSession(auth): FullApiSession,
     ApiJson(body): ApiJson<ReauthRequest>,
 ) -> ApiResult<Json<ReauthResponse>> {
-    let reauth_until = state.services.reauthenticate(&auth, body.password.expose_secret(), client).await?;
+    let reauth_until = state
+        .services
+        .reauthenticate(&auth, body.password.expose_secret(), client)
+        .await?;
     Ok(Json(ReauthResponse { reauth_until }))
 }

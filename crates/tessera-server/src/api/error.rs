@@ -35,7 +35,10 @@ impl ApiError {
     /// An `invalid_request` with the given status (413 for oversized bodies, 415 for media types,
     /// 405 for methods).
     pub fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { error: Error::InvalidRequest(message.into()), status_override: Some(status) }
+        Self {
+            error: Error::InvalidRequest(message.into()),
+            status_override: Some(status),
+        }
     }
 
     /// A `not_found` for unknown routes.
@@ -46,7 +49,10 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        Self { error, status_override: None }
+        Self {
+            error,
+            status_override: None,
+        }
     }
 }
 
@@ -54,7 +60,9 @@ impl From<Error> for ApiError {
 pub fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::InvalidRequest(_) | Error::WeakPassword(_) => StatusCode::BAD_REQUEST,
-        Error::Unauthenticated | Error::InvalidCredentials | Error::InvalidCode => StatusCode::UNAUTHORIZED,
+        Error::Unauthenticated | Error::InvalidCredentials | Error::InvalidCode => {
+            StatusCode::UNAUTHORIZED
+        }
         Error::MfaRequired
         | Error::MfaEnrollmentRequired
         | Error::ReauthRequired
@@ -72,7 +80,9 @@ pub fn status_of(error: &Error) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status_override.unwrap_or_else(|| status_of(&self.error));
+        let status = self
+            .status_override
+            .unwrap_or_else(|| status_of(&self.error));
         let message = match &self.error {
             Error::Unavailable(detail) => {
                 tracing::error!(detail = %detail, "database unavailable");
@@ -84,12 +94,17 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = ErrorEnvelope { error: ErrorBody { code: self.error.code().to_owned(), message } };
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.error.code().to_owned(),
+                message,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
-        if let Error::RateLimited { retry_after_secs } = self.error {
-            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        if let Error::RateLimited { retry_after_secs } = self.error
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
@@ -104,16 +119,22 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_answers_carry_retry_after() {
-        let response = ApiError::from(Error::RateLimited { retry_after_secs: 42 }).into_response();
+        let response = ApiError::from(Error::RateLimited {
+            retry_after_secs: 42,
+        })
+        .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 
     #[tokio::test]
     async fn internal_errors_say_nothing_internal() {
-        let response = ApiError::from(Error::Internal("pool exhausted at db.rs:42".into())).into_response();
+        let response =
+            ApiError::from(Error::Internal("pool exhausted at db.rs:42".into())).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let bytes = axum::body::to_bytes(response.into_body(), 10_000).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 10_000)
+            .await
+            .unwrap();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert!(!text.contains("db.rs"), "{text}");
         assert!(text.contains("\"code\":\"internal\""));

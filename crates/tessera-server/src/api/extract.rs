@@ -38,12 +38,19 @@ where
         let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::with_status(StatusCode::PAYLOAD_TOO_LARGE, format!("the body must be at most {MAX_BODY_BYTES} bytes"))
+                ApiError::with_status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body must be at most {MAX_BODY_BYTES} bytes"),
+                )
             } else {
                 ApiError::from(Error::invalid("the body could not be read"))
             }
         })?;
-        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         if !bytes.is_empty() {
             let is_json = content_type
                 .as_ref()
@@ -51,7 +58,8 @@ where
                 .and_then(|v| v.split(';').next())
                 .is_some_and(|mime| {
                     let mime = mime.trim().to_ascii_lowercase();
-                    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                    mime == "application/json"
+                        || (mime.starts_with("application/") && mime.ends_with("+json"))
                 });
             if !is_json {
                 return Err(ApiError::with_status(
@@ -72,7 +80,10 @@ fn describe_json_error(error: &serde_json::Error) -> String {
     // serde's messages name the field and the problem; drop the position suffix for data
     // errors, keep it for syntax errors where it helps.
     match error.classify() {
-        Category::Data => format!("invalid body: {}", text.split(" at line").next().unwrap_or(&text)),
+        Category::Data => format!(
+            "invalid body: {}",
+            text.split(" at line").next().unwrap_or(&text)
+        ),
         Category::Syntax | Category::Eof => format!("malformed JSON: {text}"),
         Category::Io => "the body could not be read".into(),
     }
@@ -100,7 +111,10 @@ where
 /// The client address: the peer, or — when the peer is a trusted proxy — the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy.
 pub fn client_ip(parts: &Parts, trusted_proxies: &[IpNet]) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())?;
     let is_trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
@@ -113,7 +127,13 @@ pub fn client_ip(parts: &Parts, trusted_proxies: &[IpNet]) -> Option<IpAddr> {
         .flat_map(|v| v.split(','))
         .filter_map(|item| item.trim().parse().ok())
         .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .unwrap_or(peer),
+    )
 }
 
 /// Where the request came from, for events and sessions.
@@ -130,7 +150,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
         let ip = client_ip(parts, &app.settings.trusted_proxies).map(|ip| ip.to_string());
-        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
         Ok(Client(ClientInfo::new(ip, user_agent)))
     }
 }
@@ -155,7 +178,8 @@ pub fn session_token(parts: &Parts, cookie_name: &str) -> Option<(String, Creden
         return Some((token.trim().to_owned(), Credential::Bearer));
     }
     let jar = CookieJar::from_headers(&parts.headers);
-    jar.get(cookie_name).map(|c| (c.value().to_owned(), Credential::Cookie))
+    jar.get(cookie_name)
+        .map(|c| (c.value().to_owned(), Credential::Cookie))
 }
 
 /// An authenticated API request (any session state). Cookie-authenticated requests that change
@@ -172,11 +196,16 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let app = AppState::from_ref(state);
-        let (token, credential) = session_token(parts, app.cookie_name()).ok_or(Error::Unauthenticated)?;
+        let (token, credential) =
+            session_token(parts, app.cookie_name()).ok_or(Error::Unauthenticated)?;
         let auth = app.services.authenticate(&token).await?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if credential == Credential::Cookie && !safe {
-            let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let presented = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             if !app.services.check_csrf(&auth, presented) {
                 return Err(ApiError::from(Error::Forbidden));
             }
@@ -213,7 +242,9 @@ mod tests {
             builder = builder.header("x-forwarded-for", xff);
         }
         let (mut parts, ()) = builder.body(()).unwrap().into_parts();
-        parts.extensions.insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        parts
+            .extensions
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
         parts
     }
 
@@ -227,8 +258,14 @@ mod tests {
     fn forwarded_for_is_believed_from_trusted_proxies_only() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let p = parts("10.0.0.5:5000", Some("6.6.6.6, 198.51.100.7, 10.0.0.9"));
-        assert_eq!(client_ip(&p, &trusted), Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(
+            client_ip(&p, &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
         let direct = parts("198.51.100.8:5000", Some("6.6.6.6"));
-        assert_eq!(client_ip(&direct, &trusted), Some("198.51.100.8".parse().unwrap()));
+        assert_eq!(
+            client_ip(&direct, &trusted),
+            Some("198.51.100.8".parse().unwrap())
+        );
     }
 }

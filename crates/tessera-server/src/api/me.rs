@@ -4,9 +4,9 @@ use super::error::{ApiResult, ErrorEnvelope};
 use super::extract::{ApiJson, ApiQuery, ApiSession, Client, FullApiSession};
 use super::wire::*;
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::ExposeSecret;
 
 /// Kinds of factor the instance allows (all, until the MFA issues narrow it).
@@ -16,7 +16,10 @@ pub const ALL_METHODS: [&str; 4] = ["totp", "webauthn", "sms", "email"];
 #[utoipa::path(get, path = "/api/v1/me", tag = "me",
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn me(State(state): State<AppState>, ApiSession(auth): ApiSession) -> ApiResult<Json<MeResponse>> {
+pub async fn me(
+    State(state): State<AppState>,
+    ApiSession(auth): ApiSession,
+) -> ApiResult<Json<MeResponse>> {
     let now = state.services.clock().now();
     Ok(Json(MeResponse {
         user: (&auth.user).into(),
@@ -24,7 +27,10 @@ pub async fn me(State(state): State<AppState>, ApiSession(auth): ApiSession) -> 
         mfa: MfaStatus {
             enabled: false,
             factors: Vec::new(),
-            backup_codes: BackupCodeStatus { remaining: 0, generated_at: None },
+            backup_codes: BackupCodeStatus {
+                remaining: 0,
+                generated_at: None,
+            },
         },
         policy: EffectivePolicy {
             mfa_required: false,
@@ -54,7 +60,12 @@ pub async fn change_password(
 ) -> ApiResult<StatusCode> {
     state
         .services
-        .change_password(&auth, body.current_password.expose_secret(), body.new_password.expose_secret(), client)
+        .change_password(
+            &auth,
+            body.current_password.expose_secret(),
+            body.new_password.expose_secret(),
+            client,
+        )
         .await?;
     state.outbox_wake.notify_one();
     Ok(StatusCode::NO_CONTENT)
@@ -70,6 +81,11 @@ pub async fn events(
     FullApiSession(auth): FullApiSession,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<EventsResponse>> {
-    let events = state.services.security_events(&auth, query.before, query.limit).await?;
-    Ok(Json(EventsResponse { events: events.iter().map(EventResponse::from).collect() }))
+    let events = state
+        .services
+        .security_events(&auth, query.before, query.limit)
+        .await?;
+    Ok(Json(EventsResponse {
+        events: events.iter().map(EventResponse::from).collect(),
+    }))
 }

@@ -73,5 +73,8 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(unauthenticated).merge(authenticated).merge(operations)
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(unauthenticated)
+        .merge(authenticated)
+        .merge(operations)
 }

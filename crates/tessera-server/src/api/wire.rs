@@ -180,7 +180,10 @@ pub struct BackupCodeStatus {
     /// Unused codes.
     pub remaining: u32,
     /// When the current set was generated.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub generated_at: Option<OffsetDateTime>,
 }
@@ -202,7 +205,10 @@ pub struct EffectivePolicy {
     /// Whether MFA is required.
     pub mfa_required: bool,
     /// When it becomes required, during a grace period.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub deadline: Option<OffsetDateTime>,
     /// Factor kinds that may be enrolled.
@@ -223,7 +229,10 @@ pub struct MeResponse {
     /// Effective policy.
     pub policy: EffectivePolicy,
     /// The current session's re-auth window, if open.
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub reauth_until: Option<OffsetDateTime>,
 }

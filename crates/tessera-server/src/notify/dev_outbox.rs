@@ -83,7 +83,9 @@ impl DevOutbox {
 
 fn file_timestamp(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
-        .format(format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
@@ -114,7 +116,10 @@ fn write_atomically_blocking(dir: &Path, name: &str, contents: &[u8]) -> io::Res
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(not(unix))]
@@ -125,12 +130,19 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(unix)]
 fn create_private_file(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
 fn create_private_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 fn io_failure(what: &str, error: &io::Error) -> TransportError {
@@ -140,7 +152,10 @@ fn io_failure(what: &str, error: &io::Error) -> TransportError {
 #[async_trait]
 impl EmailTransport for DevOutbox {
     async fn send_email(&self, email: &OutgoingEmail) -> Result<(), TransportError> {
-        let path = self.write_email(email).await.map_err(|e| io_failure("email", &e))?;
+        let path = self
+            .write_email(email)
+            .await
+            .map_err(|e| io_failure("email", &e))?;
         tracing::info!(outbox_id = email.outbox_id, path = %path.display(), "email written to the dev outbox");
         Ok(())
     }
@@ -153,7 +168,10 @@ impl EmailTransport for DevOutbox {
 #[async_trait]
 impl SmsTransport for DevOutbox {
     async fn send_sms(&self, sms: &OutgoingSms) -> Result<(), TransportError> {
-        let path = self.write_sms(sms).await.map_err(|e| io_failure("SMS", &e))?;
+        let path = self
+            .write_sms(sms)
+            .await
+            .map_err(|e| io_failure("SMS", &e))?;
         tracing::info!(outbox_id = sms.outbox_id, path = %path.display(), "SMS written to the dev outbox");
         Ok(())
     }
@@ -183,16 +201,27 @@ mod tests {
 
     #[test]
     fn names_sort_by_time_and_carry_the_id() {
-        assert_eq!(DevOutbox::email_file_name(42, AT), "20260102T030405Z-42.eml");
-        assert_eq!(DevOutbox::sms_file_name(7, AT), "20260102T030405Z-7.sms.json");
+        assert_eq!(
+            DevOutbox::email_file_name(42, AT),
+            "20260102T030405Z-42.eml"
+        );
+        assert_eq!(
+            DevOutbox::sms_file_name(7, AT),
+            "20260102T030405Z-7.sms.json"
+        );
         let offset = datetime!(2026-01-02 05:04:05 +02:00);
-        assert_eq!(DevOutbox::email_file_name(1, offset), "20260102T030405Z-1.eml");
+        assert_eq!(
+            DevOutbox::email_file_name(1, offset),
+            "20260102T030405Z-1.eml"
+        );
     }
 
     #[tokio::test]
     async fn an_email_becomes_one_eml_file_and_a_repeat_replaces_it() {
         let data = tempfile::tempdir().unwrap();
-        let delivery = Delivery::from_config(&NotifyConfig::dev("https://id.example.com", data.path())).unwrap();
+        let delivery =
+            Delivery::from_config(&NotifyConfig::dev("https://id.example.com", data.path()))
+                .unwrap();
         let message = OutboxMessage {
             id: 42,
             channel: Channel::Email,
@@ -218,7 +247,11 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let dir_mode = fs::metadata(&outbox).unwrap().permissions().mode() & 0o777;
-            let file_mode = fs::metadata(outbox.join("20260102T030405Z-42.eml")).unwrap().permissions().mode() & 0o777;
+            let file_mode = fs::metadata(outbox.join("20260102T030405Z-42.eml"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!((dir_mode, file_mode), (0o700, 0o600));
         }
     }
@@ -226,7 +259,9 @@ mod tests {
     #[tokio::test]
     async fn an_sms_becomes_a_json_file() {
         let data = tempfile::tempdir().unwrap();
-        let delivery = Delivery::from_config(&NotifyConfig::dev("https://id.example.com", data.path())).unwrap();
+        let delivery =
+            Delivery::from_config(&NotifyConfig::dev("https://id.example.com", data.path()))
+                .unwrap();
         let message = OutboxMessage {
             id: 7,
             channel: Channel::Sms,
@@ -242,7 +277,8 @@ mod tests {
         let outbox = data.path().join("outbox");
         assert_eq!(file_names(&outbox), ["20260102T030405Z-7.sms.json"]);
         let json: serde_json::Value =
-            serde_json::from_slice(&fs::read(outbox.join("20260102T030405Z-7.sms.json")).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(outbox.join("20260102T030405Z-7.sms.json")).unwrap())
+                .unwrap();
         assert_eq!(
             json,
             serde_json::json!({

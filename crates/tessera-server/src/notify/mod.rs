@@ -11,8 +11,9 @@
 //! (`scheme://host:port`). Transport error texts are stripped of URLs before they are logged
 //! or stored. Recipient addresses are not logged; the outbox id identifies a message.
 //!
-//! The server builds a [`Delivery`] from a [`NotifyConfig`], starts an [`OutboxWorker`] and
-//! pokes it through an [`OutboxWaker`] after each commit that enqueued a message.
+//! The server calls [`spawn_outbox_worker`] at start-up (it builds a [`Delivery`] from the
+//! settings and runs an [`OutboxWorker`]) and pokes `AppState::outbox_wake` after each commit
+//! that enqueued a message. Tests and tools can assemble the pieces themselves.
 
 mod dev_outbox;
 mod render;
@@ -25,8 +26,8 @@ pub use render::{RenderError, Rendered, RenderedEmail, Renderer, SERVICE_NAME};
 pub use sms::{SMS_WEBHOOK_TIMEOUT, WebhookSms};
 pub use smtp::{SMTP_TIMEOUT, SmtpTransport};
 pub use worker::{
-    DEFAULT_POLL_INTERVAL, DELIVERY_TIMEOUT, OutboxWaker, OutboxWorker, PassHook, PassOutcome, WorkerStats,
-    run_outbox_worker,
+    DEFAULT_POLL_INTERVAL, DELIVERY_TIMEOUT, OutboxWaker, OutboxWorker, PassHook, PassOutcome,
+    WorkerStats, run_outbox_worker,
 };
 
 use crate::config::Settings;
@@ -82,7 +83,10 @@ impl fmt::Debug for NotifyConfig {
             .field("data_dir", &self.data_dir)
             .field("smtp_url", &self.smtp_url.as_ref().map(redact_url))
             .field("mail_from", &self.mail_from)
-            .field("sms_webhook_url", &self.sms_webhook_url.as_ref().map(redact_url))
+            .field(
+                "sms_webhook_url",
+                &self.sms_webhook_url.as_ref().map(redact_url),
+            )
             .finish()
     }
 }
@@ -187,7 +191,8 @@ pub struct Delivery {
 
 impl Delivery {
     /// Builds the transports the settings ask for: SMTP when `smtp_url` is set, the SMS
-    /// webhook when `sms_webhook_url` is set, the dev outbox for whichever is not.
+    /// webhook when `sms_webhook_url` is set, the dev outbox for whichever is not. Call it
+    /// within the Tokio runtime (the SMTP pool spawns a task).
     pub fn from_config(config: &NotifyConfig) -> Result<Self, NotifyError> {
         let mail_from = parse_mail_from(&config.mail_from)?;
         let outbox = Arc::new(DevOutbox::new(&config.data_dir));
@@ -199,7 +204,12 @@ impl Delivery {
             Some(url) => Arc::new(WebhookSms::new(url)?),
             None => outbox,
         };
-        Ok(Self::new(Renderer::new(&config.public_url), mail_from, email, sms))
+        Ok(Self::new(
+            Renderer::new(&config.public_url),
+            mail_from,
+            email,
+            sms,
+        ))
     }
 
     /// Delivery through the given transports (tests, or transports the config does not name).
@@ -229,7 +239,11 @@ impl Delivery {
 
     /// A line for the start-up log naming both transports, without secrets.
     pub fn describe(&self) -> String {
-        format!("email: {}; sms: {}", self.email.describe(), self.sms.describe())
+        format!(
+            "email: {}; sms: {}",
+            self.email.describe(),
+            self.sms.describe()
+        )
     }
 
     /// Renders and sends one outbox message through its channel's transport.
@@ -256,10 +270,9 @@ impl Delivery {
     /// first (the least preferred, per RFC 2046) and the HTML part last.
     pub fn build_email(&self, message: &OutboxMessage) -> Result<OutgoingEmail, DeliveryError> {
         let rendered = self.renderer.email(&message.notification)?;
-        let to: lettre::Address = message
-            .recipient
-            .parse()
-            .map_err(|_| DeliveryError::Invalid("the recipient is not an email address".to_owned()))?;
+        let to: lettre::Address = message.recipient.parse().map_err(|_| {
+            DeliveryError::Invalid("the recipient is not an email address".to_owned())
+        })?;
         let mime = Message::builder()
             .from(self.mail_from.clone())
             .to(Mailbox::new(None, to))
@@ -272,7 +285,10 @@ impl Delivery {
                 message.created_at.unix_timestamp(),
                 self.message_id_domain
             )))
-            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
             .map_err(|error| DeliveryError::Invalid(error.to_string()))?;
         Ok(OutgoingEmail {
             outbox_id: message.id,
@@ -337,7 +353,7 @@ pub fn redact_url(url: &SecretString) -> String {
                 || parsed.password().is_some()
                 || parsed.query().is_some()
                 || parsed.fragment().is_some()
-                || parsed.path().trim_matches('/').len() > 0;
+                || !parsed.path().trim_matches('/').is_empty();
             let marker = if hidden { "/[REDACTED]" } else { "" };
             format!("{}://{host}{port}{marker}", parsed.scheme())
         }
@@ -355,21 +371,31 @@ mod tests {
         SecretString::from(value.to_owned())
     }
 
-    #[test]
-    fn debug_hides_smtp_password_and_webhook_token() {
+    #[tokio::test]
+    async fn debug_hides_smtp_password_and_webhook_token() {
         let config = NotifyConfig {
             public_url: "https://id.example.com".into(),
             data_dir: "/var/lib/tessera".into(),
-            smtp_url: Some(secret("smtps://mailer:hunter2@smtp.example.com:465/ehlo?tls=x")),
+            smtp_url: Some(secret(
+                "smtps://mailer:hunter2@smtp.example.com:465/ehlo?tls=x",
+            )),
             mail_from: DEFAULT_MAIL_FROM.into(),
-            sms_webhook_url: Some(secret("https://sms.example.com/hook/s3cr3t-path?token=t0ken")),
+            sms_webhook_url: Some(secret(
+                "https://sms.example.com/hook/s3cr3t-path?token=t0ken",
+            )),
         };
         let debug = format!("{config:?}");
         for secret in ["hunter2", "mailer", "t0ken", "s3cr3t-path", "ehlo"] {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
-        assert!(debug.contains("smtps://smtp.example.com:465/[REDACTED]"), "{debug}");
-        assert!(debug.contains("https://sms.example.com/[REDACTED]"), "{debug}");
+        assert!(
+            debug.contains("smtps://smtp.example.com:465/[REDACTED]"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("https://sms.example.com/[REDACTED]"),
+            "{debug}"
+        );
 
         let delivery = Delivery::from_config(&config).unwrap();
         let debug = format!("{delivery:?} {}", delivery.describe());
@@ -380,15 +406,24 @@ mod tests {
 
     #[test]
     fn redaction_keeps_plain_urls_readable() {
-        assert_eq!(redact_url(&secret("smtp://127.0.0.1:2525")), "smtp://127.0.0.1:2525");
-        assert_eq!(redact_url(&secret("not a url :pass@")), "[REDACTED unparsable URL]");
+        assert_eq!(
+            redact_url(&secret("smtp://127.0.0.1:2525")),
+            "smtp://127.0.0.1:2525"
+        );
+        assert_eq!(
+            redact_url(&secret("not a url :pass@")),
+            "[REDACTED unparsable URL]"
+        );
     }
 
-    #[test]
-    fn bad_settings_are_reported_without_the_url() {
+    #[tokio::test]
+    async fn bad_settings_are_reported_without_the_url() {
         let mut config = NotifyConfig::dev("http://localhost:8080", "/tmp/x");
         config.mail_from = "not an address".into();
-        assert!(matches!(Delivery::from_config(&config), Err(NotifyError::MailFrom(_))));
+        assert!(matches!(
+            Delivery::from_config(&config),
+            Err(NotifyError::MailFrom(_))
+        ));
 
         let mut config = NotifyConfig::dev("http://localhost:8080", "/tmp/x");
         config.smtp_url = Some(secret("ftp://user:hunter2@host"));
@@ -405,7 +440,8 @@ mod tests {
 
     #[test]
     fn emails_are_multipart_with_stable_message_id() {
-        let delivery = Delivery::from_config(&NotifyConfig::dev("https://id.example.com", "/tmp/x")).unwrap();
+        let delivery =
+            Delivery::from_config(&NotifyConfig::dev("https://id.example.com", "/tmp/x")).unwrap();
         let message = OutboxMessage {
             id: 42,
             channel: Channel::Email,
@@ -416,13 +452,26 @@ mod tests {
             created_at: datetime!(2026-01-02 03:04:05 UTC),
             attempts: 0,
         };
-        let eml = String::from_utf8(delivery.build_email(&message).unwrap().message.formatted()).unwrap();
-        assert!(eml.contains("From: Tessera <tessera@localhost>\r\n"), "{eml}");
+        let eml =
+            String::from_utf8(delivery.build_email(&message).unwrap().message.formatted()).unwrap();
+        assert!(
+            eml.contains("From: Tessera <tessera@localhost>\r\n"),
+            "{eml}"
+        );
         assert!(eml.contains("To: ann@example.com\r\n"), "{eml}");
         assert!(eml.contains("Subject: Welcome to Tessera\r\n"), "{eml}");
-        assert!(eml.contains("Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n"), "{eml}");
-        assert!(eml.contains("Message-ID: <outbox-42.1767323045@id.example.com>\r\n"), "{eml}");
-        assert!(eml.contains("Content-Type: multipart/alternative;"), "{eml}");
+        assert!(
+            eml.contains("Date: Fri, 02 Jan 2026 03:04:05 +0000\r\n"),
+            "{eml}"
+        );
+        assert!(
+            eml.contains("Message-ID: <outbox-42.1767323045@id.example.com>\r\n"),
+            "{eml}"
+        );
+        assert!(
+            eml.contains("Content-Type: multipart/alternative;"),
+            "{eml}"
+        );
         let text_at = eml.find("Content-Type: text/plain").unwrap();
         let html_at = eml.find("Content-Type: text/html").unwrap();
         assert!(text_at < html_at);
@@ -430,7 +479,8 @@ mod tests {
 
     #[test]
     fn a_malformed_recipient_fails_permanently() {
-        let delivery = Delivery::from_config(&NotifyConfig::dev("https://id.example.com", "/tmp/x")).unwrap();
+        let delivery =
+            Delivery::from_config(&NotifyConfig::dev("https://id.example.com", "/tmp/x")).unwrap();
         let message = OutboxMessage {
             id: 1,
             channel: Channel::Email,

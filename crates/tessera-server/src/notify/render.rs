@@ -105,7 +105,10 @@ impl Renderer {
     pub fn new(public_url: &str) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
         let security_url = format!("{public_url}/settings/security");
-        Self { public_url, security_url }
+        Self {
+            public_url,
+            security_url,
+        }
     }
 
     /// The public URL links are built on (without a trailing slash).
@@ -154,7 +157,11 @@ impl Renderer {
                     self.security_url
                 );
                 Ok(Rendered {
-                    email: RenderedEmail { subject, text, html },
+                    email: RenderedEmail {
+                        subject,
+                        text,
+                        html,
+                    },
                     sms,
                 })
             }
@@ -189,7 +196,11 @@ impl Renderer {
                     self.security_url
                 );
                 Ok(Rendered {
-                    email: RenderedEmail { subject, text, html },
+                    email: RenderedEmail {
+                        subject,
+                        text,
+                        html,
+                    },
                     sms,
                 })
             }
@@ -206,7 +217,9 @@ fn human_time(rfc3339: &str) -> String {
         .ok()
         .and_then(|at| {
             at.to_offset(time::UtcOffset::UTC)
-                .format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+                .format(format_description!(
+                    "[year]-[month]-[day] [hour]:[minute] UTC"
+                ))
                 .ok()
         })
         .unwrap_or_else(|| rfc3339.to_owned())
@@ -220,7 +233,11 @@ mod tests {
         Renderer::new("https://id.example.com/")
     }
 
-    fn password_changed(display_name: &str, ip: Option<&str>, sessions_revoked: u64) -> Notification {
+    fn password_changed(
+        display_name: &str,
+        ip: Option<&str>,
+        sessions_revoked: u64,
+    ) -> Notification {
         Notification::PasswordChanged {
             display_name: display_name.into(),
             at: "2026-03-04T05:06:07Z".into(),
@@ -247,8 +264,14 @@ mod tests {
         for part in [&email.text, &email.html] {
             assert!(part.contains("Hello Ann,"), "{part}");
             assert!(part.contains("Tessera"), "{part}");
-            assert!(part.contains("https://id.example.com/settings/security"), "{part}");
-            assert!(part.contains("If you did not create this account"), "{part}");
+            assert!(
+                part.contains("https://id.example.com/settings/security"),
+                "{part}"
+            );
+            assert!(
+                part.contains("If you did not create this account"),
+                "{part}"
+            );
         }
         assert!(email.html.starts_with("<!DOCTYPE html>"));
         assert!(email.html.contains("<title>Welcome to Tessera</title>"));
@@ -266,10 +289,22 @@ mod tests {
             assert!(part.contains("2026-03-04 05:06 UTC"), "{part}");
             assert!(part.contains("203.0.113.9"), "{part}");
             assert!(part.contains("2 other sessions were signed out."), "{part}");
-            assert!(part.contains("If you did not change your password"), "{part}");
-            assert!(part.contains("https://id.example.com/settings/security"), "{part}");
+            assert!(
+                part.contains("If you did not change your password"),
+                "{part}"
+            );
+            assert!(
+                part.contains("https://id.example.com/settings/security"),
+                "{part}"
+            );
         }
-        assert!(email.text.contains("When: 2026-03-04 05:06 UTC\nFrom: 203.0.113.9\n"), "{}", email.text);
+        assert!(
+            email
+                .text
+                .contains("When: 2026-03-04 05:06 UTC\nFrom: 203.0.113.9\n"),
+            "{}",
+            email.text
+        );
     }
 
     #[test]
@@ -298,7 +333,9 @@ mod tests {
             let email = r.email(&notification).unwrap();
             assert!(!email.html.contains("<script>"), "{}", email.html);
             assert!(!email.html.contains("<b>"), "{}", email.html);
-            assert!(email.html.contains("&#60;script&#62;") || email.html.contains("&lt;script&gt;"));
+            assert!(
+                email.html.contains("&#60;script&#62;") || email.html.contains("&lt;script&gt;")
+            );
             assert!(email.html.contains("&#38; co") || email.html.contains("&amp; co"));
             assert!(email.text.contains(name), "{}", email.text);
             assert!(!email.subject.contains('<'));
@@ -308,7 +345,10 @@ mod tests {
     #[test]
     fn unparsable_times_are_shown_as_given() {
         assert_eq!(human_time("yesterday"), "yesterday");
-        assert_eq!(human_time("2026-03-04T07:06:07+02:00"), "2026-03-04 05:06 UTC");
+        assert_eq!(
+            human_time("2026-03-04T07:06:07+02:00"),
+            "2026-03-04 05:06 UTC"
+        );
     }
 
     #[test]
@@ -322,7 +362,10 @@ mod tests {
         ] {
             let sms = r.sms(&notification).unwrap();
             assert!(sms.starts_with("Tessera: "), "{sms}");
-            assert!(sms.ends_with("https://id.example.com/settings/security"), "{sms}");
+            assert!(
+                sms.ends_with("https://id.example.com/settings/security"),
+                "{sms}"
+            );
             assert!(sms.chars().count() <= 160, "{sms}");
             assert!(!sms.contains('<'), "{sms}");
         }

@@ -68,10 +68,17 @@ impl SmsTransport for WebhookSms {
             .map_err(|error| TransportError(format!("SMS webhook: {}", request_error(error))))?;
         let status = response.status();
         if status.is_success() {
-            tracing::info!(outbox_id = sms.outbox_id, status = status.as_u16(), "SMS accepted by the webhook");
+            tracing::info!(
+                outbox_id = sms.outbox_id,
+                status = status.as_u16(),
+                "SMS accepted by the webhook"
+            );
             Ok(())
         } else {
-            Err(TransportError(format!("SMS webhook answered HTTP {}", status.as_u16())))
+            Err(TransportError(format!(
+                "SMS webhook answered HTTP {}",
+                status.as_u16()
+            )))
         }
     }
 

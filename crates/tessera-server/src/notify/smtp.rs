@@ -30,7 +30,15 @@ pub struct SmtpTransport {
 
 impl SmtpTransport {
     /// A transport for `TESSERA_SMTP_URL`. Connects lazily, on the first message.
+    ///
+    /// Must be called within a Tokio runtime: lettre's connection pool spawns its reaper task
+    /// on creation (and would panic without a runtime, so this returns an error instead).
     pub fn from_url(url: &SecretString) -> Result<Self, NotifyError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(NotifyError::SmtpUrl(
+                "the SMTP transport must be created inside the Tokio runtime".to_owned(),
+            ));
+        }
         let inner = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
             .map_err(|error| NotifyError::SmtpUrl(error.to_string()))?
             .timeout(Some(SMTP_TIMEOUT))
@@ -54,7 +62,11 @@ impl fmt::Debug for SmtpTransport {
 impl EmailTransport for SmtpTransport {
     async fn send_email(&self, email: &OutgoingEmail) -> Result<(), TransportError> {
         let formatted = email.message.formatted();
-        match self.inner.send_raw(email.message.envelope(), &formatted).await {
+        match self
+            .inner
+            .send_raw(email.message.envelope(), &formatted)
+            .await
+        {
             Ok(response) => {
                 tracing::info!(
                     outbox_id = email.outbox_id,
@@ -95,8 +107,8 @@ mod tests {
         SecretString::from(value.to_owned())
     }
 
-    #[test]
-    fn every_documented_url_form_is_accepted() {
+    #[tokio::test]
+    async fn every_documented_url_form_is_accepted() {
         for url in [
             "smtp://127.0.0.1:2525",
             "smtp://user:pass@mail.example.com?tls=required",
@@ -109,12 +121,19 @@ mod tests {
         assert!(SmtpTransport::from_url(&secret("http://host")).is_err());
     }
 
-    #[test]
-    fn debug_and_describe_hide_the_credentials() {
-        let transport = SmtpTransport::from_url(&secret("smtps://mailer:hunter2@smtp.example.com:465")).unwrap();
+    #[tokio::test]
+    async fn debug_and_describe_hide_the_credentials() {
+        let transport =
+            SmtpTransport::from_url(&secret("smtps://mailer:hunter2@smtp.example.com:465"))
+                .unwrap();
         let shown = format!("{transport:?} {}", transport.describe());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("mailer"), "{shown}");
         assert!(shown.contains("smtps://smtp.example.com:465"), "{shown}");
+    }
+
+    #[test]
+    fn outside_a_runtime_it_is_an_error_not_a_panic() {
+        assert!(SmtpTransport::from_url(&secret("smtp://127.0.0.1:2525")).is_err());
     }
 }

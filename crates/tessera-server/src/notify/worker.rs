@@ -56,7 +56,8 @@ impl WorkerStats {
     }
 
     fn record(&self, outcome: &PassOutcome) {
-        self.delivered.fetch_add(outcome.delivered, Ordering::Relaxed);
+        self.delivered
+            .fetch_add(outcome.delivered, Ordering::Relaxed);
         self.retried.fetch_add(outcome.retried, Ordering::Relaxed);
         self.failed.fetch_add(outcome.failed, Ordering::Relaxed);
     }
@@ -223,7 +224,11 @@ impl OutboxWorker {
                 break Ok(());
             }
             let now = self.clock.now();
-            let message = match self.store.claim_outbox_message(now, now + OUTBOX_LEASE).await {
+            let message = match self
+                .store
+                .claim_outbox_message(now, now + OUTBOX_LEASE)
+                .await
+            {
                 Ok(Some(message)) => message,
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(error),
@@ -245,20 +250,23 @@ impl OutboxWorker {
     }
 
     async fn process(&self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
-        let delivered = match tokio::time::timeout(DELIVERY_TIMEOUT, self.delivery.deliver(message)).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(DeliveryError::Transport(TransportError(format!(
-                "delivery took longer than {} s",
-                DELIVERY_TIMEOUT.as_secs()
-            )))),
-        };
+        let delivered =
+            match tokio::time::timeout(DELIVERY_TIMEOUT, self.delivery.deliver(message)).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(DeliveryError::Transport(TransportError(format!(
+                    "delivery took longer than {} s",
+                    DELIVERY_TIMEOUT.as_secs()
+                )))),
+            };
         let now = self.clock.now();
         match delivered {
             Ok(()) => {
                 self.store.mark_outbox_sent(message.id, now).await?;
                 Ok(Outcome::Delivered)
             }
-            Err(error) if error.is_permanent() || now - message.created_at >= OUTBOX_GIVE_UP_AFTER => {
+            Err(error)
+                if error.is_permanent() || now - message.created_at >= OUTBOX_GIVE_UP_AFTER =>
+            {
                 let text = error.to_string();
                 self.store.mark_outbox_failed(message.id, &text).await?;
                 tracing::error!(
@@ -273,7 +281,9 @@ impl OutboxWorker {
             Err(error) => {
                 let text = error.to_string();
                 let next_attempt_at = now + retry_delay(message.attempts);
-                self.store.mark_outbox_retry(message.id, next_attempt_at, &text).await?;
+                self.store
+                    .mark_outbox_retry(message.id, next_attempt_at, &text)
+                    .await?;
                 tracing::warn!(
                     outbox_id = message.id,
                     channel = message.channel.as_str(),

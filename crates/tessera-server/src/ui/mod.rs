@@ -4,6 +4,10 @@
 //! Threats: CSRF (every form of a signed-in page carries the session-bound token; sign-in and
 //! sign-up forms refuse cross-site posts by `Sec-Fetch-Site`/`Origin`), clickjacking and
 //! injection (security headers on every response, auto-escaped templates).
+#![expect(
+    clippy::result_large_err,
+    reason = "page handlers exit early with a finished Response; boxing it buys nothing"
+)]
 
 mod pages;
 
@@ -43,28 +47,39 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/settings/security", get(security_page))
         .route("/settings/security/password", post(change_password))
-        .route("/settings/security/sessions/{id}/revoke", post(revoke_session))
+        .route(
+            "/settings/security/sessions/{id}/revoke",
+            post(revoke_session),
+        )
         .route("/static/tessera.css", get(stylesheet))
         .merge(credential_forms)
 }
 
 async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLESHEET)
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
 }
 
 /// The signed-in user of a page, or a redirect to the sign-in page.
 async fn page_session(state: &AppState, headers: &HeaderMap) -> Result<FullSession, Response> {
-    let (parts, ()) = {
-        let mut request = axum::http::Request::new(());
-        *request.headers_mut() = headers.clone();
-        request.into_parts()
-    };
-    let Some((token, _)) = session_token(&parts, state.cookie_name()) else {
+    let Some((token, _)) = session_token(&request_parts(headers), state.cookie_name()) else {
         return Err(Redirect::to("/login").into_response());
     };
-    match state.services.authenticate(&token).await.and_then(Authenticated::full) {
+    match state
+        .services
+        .authenticate(&token)
+        .await
+        .and_then(Authenticated::full)
+    {
         Ok(full) => Ok(full),
-        Err(Error::Unauthenticated | Error::MfaEnrollmentRequired) => Err(Redirect::to("/login").into_response()),
+        Err(Error::Unauthenticated | Error::MfaEnrollmentRequired) => {
+            Err(Redirect::to("/login").into_response())
+        }
         Err(other) => Err(error_page(&other)),
     }
 }
@@ -78,7 +93,10 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     url::Url::parse(origin).ok().is_some_and(|url| {
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
@@ -90,7 +108,13 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 fn parse_form<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_urlencoded::from_bytes(body).map_err(|_| {
-        message_page(StatusCode::BAD_REQUEST, "Bad request", "The form could not be read. Go back and try again.", "/", "Home")
+        message_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form could not be read. Go back and try again.",
+            "/",
+            "Home",
+        )
     })
 }
 
@@ -114,7 +138,9 @@ fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
     cookie.set_same_site(SameSite::Lax);
     cookie.set_path("/");
     cookie.set_secure(state.settings.is_https());
-    cookie.set_max_age(Duration::minutes(i64::from(state.settings.session_lifetime_minutes)));
+    cookie.set_max_age(Duration::minutes(i64::from(
+        state.settings.session_lifetime_minutes,
+    )));
     cookie
 }
 
@@ -139,7 +165,8 @@ struct LoginQuery {
 }
 
 async fn login_page(State(state): State<AppState>, query: axum::extract::RawQuery) -> Response {
-    let query: LoginQuery = serde_urlencoded::from_str(query.0.as_deref().unwrap_or_default()).unwrap_or_default();
+    let query: LoginQuery =
+        serde_urlencoded::from_str(query.0.as_deref().unwrap_or_default()).unwrap_or_default();
     let notice = if query.created.is_some() {
         Some("Your account is ready. Sign in to continue.".to_owned())
     } else if query.signed_out.is_some() {
@@ -147,7 +174,13 @@ async fn login_page(State(state): State<AppState>, query: axum::extract::RawQuer
     } else {
         None
     };
-    LoginTemplate { email: String::new(), error: None, notice, signup_open: signup_open(&state) }.into_response()
+    LoginTemplate {
+        email: String::new(),
+        error: None,
+        notice,
+        signup_open: signup_open(&state),
+    }
+    .into_response()
 }
 
 fn signup_open(state: &AppState) -> bool {
@@ -168,39 +201,69 @@ async fn login_submit(
     body: Bytes,
 ) -> Response {
     if !same_origin(&headers) {
-        return message_page(StatusCode::FORBIDDEN, "Sign-in refused", "This sign-in form came from another site.", "/login", "Sign in");
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Sign-in refused",
+            "This sign-in form came from another site.",
+            "/login",
+            "Sign in",
+        );
     }
     let form: LoginForm = match parse_form(&body) {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let result = state.services.sign_in_with_password(&form.email, &form.password, client).await;
+    let result = state
+        .services
+        .sign_in_with_password(&form.email, &form.password, client)
+        .await;
     state.metrics.signin(match &result {
         Ok(_) => "authenticated",
-        Err(error @ (Error::InvalidCredentials | Error::RateLimited { .. } | Error::InvalidRequest(_))) => error.code(),
+        Err(
+            error @ (Error::InvalidCredentials
+            | Error::RateLimited { .. }
+            | Error::InvalidRequest(_)),
+        ) => error.code(),
         Err(_) => "error",
     });
     let retry_page = |status: StatusCode, error: String| {
-        let page = LoginTemplate { email: form.email.clone(), error: Some(error), notice: None, signup_open: signup_open(&state) };
+        let page = LoginTemplate {
+            email: form.email.clone(),
+            error: Some(error),
+            notice: None,
+            signup_open: signup_open(&state),
+        };
         (status, page).into_response()
     };
     match result {
         Ok(signed_in) => {
             // Signing in replaces any session this browser had.
-            if let Some((old, _)) = session_token(&request_parts(&headers), state.cookie_name()) {
-                if let Ok(previous) = state.services.authenticate(&old).await {
-                    let _ = state.services.sign_out(&previous, ClientInfo::default()).await;
-                }
+            if let Some((old, _)) = session_token(&request_parts(&headers), state.cookie_name())
+                && let Ok(previous) = state.services.authenticate(&old).await
+            {
+                let _ = state
+                    .services
+                    .sign_out(&previous, ClientInfo::default())
+                    .await;
             }
             let jar = jar.add(session_cookie(&state, signed_in.token.expose().to_owned()));
             (jar, Redirect::to("/settings/security")).into_response()
         }
-        Err(Error::InvalidCredentials) => retry_page(StatusCode::UNAUTHORIZED, "The email or password is incorrect.".into()),
-        Err(Error::InvalidRequest(_)) => retry_page(StatusCode::BAD_REQUEST, "Enter a valid email address and your password.".into()),
+        Err(Error::InvalidCredentials) => retry_page(
+            StatusCode::UNAUTHORIZED,
+            "The email or password is incorrect.".into(),
+        ),
+        Err(Error::InvalidRequest(_)) => retry_page(
+            StatusCode::BAD_REQUEST,
+            "Enter a valid email address and your password.".into(),
+        ),
         Err(Error::RateLimited { retry_after_secs }) => {
             let mut response = retry_page(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many attempts. Try again in {}.", human_seconds(retry_after_secs)),
+                format!(
+                    "Too many attempts. Try again in {}.",
+                    human_seconds(retry_after_secs)
+                ),
             );
             if let Ok(value) = retry_after_secs.to_string().parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -221,7 +284,12 @@ async fn signup_page(State(state): State<AppState>) -> Response {
     if !signup_open(&state) {
         return signup_closed_page();
     }
-    SignupTemplate { email: String::new(), display_name: String::new(), errors: SignupErrors::default() }.into_response()
+    SignupTemplate {
+        email: String::new(),
+        display_name: String::new(),
+        errors: SignupErrors::default(),
+    }
+    .into_response()
 }
 
 fn signup_closed_page() -> Response {
@@ -242,9 +310,20 @@ struct SignupForm {
     display_name: String,
 }
 
-async fn signup_submit(State(state): State<AppState>, Client(client): Client, headers: HeaderMap, body: Bytes) -> Response {
+async fn signup_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !same_origin(&headers) {
-        return message_page(StatusCode::FORBIDDEN, "Sign-up refused", "This form came from another site.", "/signup", "Sign up");
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Sign-up refused",
+            "This form came from another site.",
+            "/signup",
+            "Sign up",
+        );
     }
     let form: SignupForm = match parse_form(&body) {
         Ok(form) => form,
@@ -278,7 +357,8 @@ async fn signup_submit(State(state): State<AppState>, Client(client): Client, he
             StatusCode::BAD_REQUEST
         }
         Err(Error::Conflict(_)) => {
-            errors.email = Some("An account with this email already exists. Sign in instead.".into());
+            errors.email =
+                Some("An account with this email already exists. Sign in instead.".into());
             StatusCode::CONFLICT
         }
         Err(Error::RateLimited { .. }) => {
@@ -287,7 +367,15 @@ async fn signup_submit(State(state): State<AppState>, Client(client): Client, he
         }
         Err(other) => return error_page(&other),
     };
-    (status, SignupTemplate { email: form.email, display_name: form.display_name, errors }).into_response()
+    (
+        status,
+        SignupTemplate {
+            email: form.email,
+            display_name: form.display_name,
+            errors,
+        },
+    )
+        .into_response()
 }
 
 fn capitalize(text: &str) -> String {
@@ -304,10 +392,18 @@ struct CsrfForm {
     csrf_token: String,
 }
 
-async fn logout(State(state): State<AppState>, Client(client): Client, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+async fn logout(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
     let auth = match page_session(&state, &headers).await {
         Ok(auth) => auth,
-        Err(_) => return (jar.remove(removal_cookie(&state)), Redirect::to("/login")).into_response(),
+        Err(_) => {
+            return (jar.remove(removal_cookie(&state)), Redirect::to("/login")).into_response();
+        }
     };
     let form: CsrfForm = match parse_form(&body) {
         Ok(form) => form,
@@ -319,7 +415,11 @@ async fn logout(State(state): State<AppState>, Client(client): Client, headers: 
     if let Err(error) = state.services.sign_out(&auth, client).await {
         return error_page(&error);
     }
-    (jar.remove(removal_cookie(&state)), Redirect::to("/login?signed_out=1")).into_response()
+    (
+        jar.remove(removal_cookie(&state)),
+        Redirect::to("/login?signed_out=1"),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -327,18 +427,32 @@ struct SecurityQuery {
     done: Option<String>,
 }
 
-async fn security_page(State(state): State<AppState>, headers: HeaderMap, query: axum::extract::RawQuery) -> Response {
+async fn security_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: axum::extract::RawQuery,
+) -> Response {
     let auth = match page_session(&state, &headers).await {
         Ok(auth) => auth,
         Err(response) => return response,
     };
-    let query: SecurityQuery = serde_urlencoded::from_str(query.0.as_deref().unwrap_or_default()).unwrap_or_default();
+    let query: SecurityQuery =
+        serde_urlencoded::from_str(query.0.as_deref().unwrap_or_default()).unwrap_or_default();
     let notice = match query.done.as_deref() {
-        Some("password") => Some("Your password was changed. Other sessions were signed out.".to_owned()),
+        Some("password") => {
+            Some("Your password was changed. Other sessions were signed out.".to_owned())
+        }
         Some("revoked") => Some("The session was signed out.".to_owned()),
         _ => None,
     };
-    render_security(&state, &auth, notice, PasswordErrors::default(), StatusCode::OK).await
+    render_security(
+        &state,
+        &auth,
+        notice,
+        PasswordErrors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn render_security(
@@ -363,7 +477,10 @@ async fn render_security(
         csrf_token: state.services.csrf_token(auth),
         notice,
         password_errors,
-        sessions: sessions.iter().map(|s| SessionRow::new(s, s.id == auth.session.id)).collect(),
+        sessions: sessions
+            .iter()
+            .map(|s| SessionRow::new(s, s.id == auth.session.id))
+            .collect(),
         events: events.iter().map(EventRow::from).collect(),
     };
     (status, page).into_response()
@@ -379,7 +496,12 @@ struct PasswordForm {
     _username: String,
 }
 
-async fn change_password(State(state): State<AppState>, Client(client): Client, headers: HeaderMap, body: Bytes) -> Response {
+async fn change_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let auth = match page_session(&state, &headers).await {
         Ok(auth) => auth,
         Err(response) => return response,
@@ -392,7 +514,11 @@ async fn change_password(State(state): State<AppState>, Client(client): Client, 
         return csrf_failure();
     }
     let mut errors = PasswordErrors::default();
-    let status = match state.services.change_password(&auth, &form.current_password, &form.new_password, client).await {
+    let status = match state
+        .services
+        .change_password(&auth, &form.current_password, &form.new_password, client)
+        .await
+    {
         Ok(_) => {
             state.outbox_wake.notify_one();
             return Redirect::to("/settings/security?done=password").into_response();
@@ -406,11 +532,18 @@ async fn change_password(State(state): State<AppState>, Client(client): Client, 
             StatusCode::BAD_REQUEST
         }
         Err(Error::InvalidRequest(message)) => {
-            errors.new_password = Some(capitalize(message.split_once(": ").map_or(message.as_str(), |(_, m)| m)));
+            errors.new_password = Some(capitalize(
+                message
+                    .split_once(": ")
+                    .map_or(message.as_str(), |(_, m)| m),
+            ));
             StatusCode::BAD_REQUEST
         }
         Err(Error::RateLimited { retry_after_secs }) => {
-            errors.form = Some(format!("Too many wrong passwords. Try again in {}.", human_seconds(retry_after_secs)));
+            errors.form = Some(format!(
+                "Too many wrong passwords. Try again in {}.",
+                human_seconds(retry_after_secs)
+            ));
             StatusCode::TOO_MANY_REQUESTS
         }
         Err(other) => return error_page(&other),
@@ -450,14 +583,32 @@ async fn revoke_session(
 pub fn error_page(error: &Error) -> Response {
     let status = crate::api::error::status_of(error);
     match error {
-        Error::NotFound => message_page(status, "Not found", "There is nothing at this address.", "/", "Home"),
+        Error::NotFound => message_page(
+            status,
+            "Not found",
+            "There is nothing at this address.",
+            "/",
+            "Home",
+        ),
         Error::Unavailable(detail) => {
             tracing::error!(detail = %detail, "database unavailable");
-            message_page(status, "Temporarily unavailable", "Tessera cannot reach its database right now. Try again shortly.", "/", "Try again")
+            message_page(
+                status,
+                "Temporarily unavailable",
+                "Tessera cannot reach its database right now. Try again shortly.",
+                "/",
+                "Try again",
+            )
         }
         Error::Internal(detail) => {
             tracing::error!(detail = %detail, "internal error");
-            message_page(status, "Something went wrong", "Something went wrong on our side.", "/", "Home")
+            message_page(
+                status,
+                "Something went wrong",
+                "Something went wrong on our side.",
+                "/",
+                "Home",
+            )
         }
         other => message_page(status, "Not allowed", &other.to_string(), "/", "Home"),
     }

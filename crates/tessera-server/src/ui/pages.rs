@@ -113,7 +113,13 @@ pub(super) struct MessageTemplate {
 }
 
 /// A simple page with a title, a sentence and a link.
-pub(super) fn message_page(status: StatusCode, title: &str, message: &str, link: &str, link_text: &str) -> Response {
+pub(super) fn message_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: &str,
+    link_text: &str,
+) -> Response {
     let page = MessageTemplate {
         title: title.to_owned(),
         message: message.to_owned(),

@@ -1,4 +1,10 @@
 //! Tessera's integration tests: one binary, the real server on 127.0.0.1:0, real peers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod accounts;
 mod api_contract;

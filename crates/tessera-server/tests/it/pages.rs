@@ -12,8 +12,16 @@ struct ChromeDriver {
 }
 
 impl ChromeDriver {
+    #[expect(
+        clippy::zombie_processes,
+        reason = "Drop kills and waits for the child"
+    )]
     async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let child = Command::new(&binary)
             .arg(format!("--port={port}"))
@@ -22,8 +30,14 @@ impl ChromeDriver {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary} (install chromium-driver): {e}"));
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Self { child, url: format!("http://127.0.0.1:{port}") };
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self {
+                    child,
+                    url: format!("http://127.0.0.1:{port}"),
+                };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -40,7 +54,8 @@ impl Drop for ChromeDriver {
 
 async fn browser(driver: &ChromeDriver) -> WebDriver {
     let mut caps = DesiredCapabilities::chrome();
-    caps.set_binary(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())).unwrap();
+    caps.set_binary(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+        .unwrap();
     for arg in [
         "--headless=new",
         "--no-sandbox",
@@ -54,7 +69,9 @@ async fn browser(driver: &ChromeDriver) -> WebDriver {
     ] {
         caps.add_arg(arg).unwrap();
     }
-    WebDriver::new(&driver.url, caps).await.expect("a Chromium session")
+    WebDriver::new(&driver.url, caps)
+        .await
+        .expect("a Chromium session")
 }
 
 async fn fill(browser: &WebDriver, id: &str, value: &str) {
@@ -64,11 +81,44 @@ async fn fill(browser: &WebDriver, id: &str, value: &str) {
 }
 
 async fn submit(browser: &WebDriver) {
-    browser.find(By::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser
+        .find(By::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) for a navigation started by a click to land on a URL ending with `suffix`.
+async fn wait_for_url(browser: &WebDriver, suffix: &str) {
+    for _ in 0..100 {
+        if browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(suffix)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = browser.current_url().await.unwrap();
+    panic!(
+        "expected a page ending with {suffix}, still at {url}: {}",
+        page_text(browser).await
+    );
 }
 
 async fn page_text(browser: &WebDriver) -> String {
-    browser.find(By::Tag("body")).await.unwrap().text().await.unwrap()
+    browser
+        .find(By::Tag("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -87,19 +137,23 @@ async fn sign_up_sign_in_security_settings_and_sign_out_in_chromium() {
         assert!(error.contains("commonly used"), "{error}");
         fill(&browser, "password", PASSWORD).await;
         submit(&browser).await;
-        assert!(browser.current_url().await?.as_str().ends_with("/login?created=1"));
+        wait_for_url(&browser, "/login?created=1").await;
         assert!(page_text(&browser).await.contains("Your account is ready"));
 
         // A wrong password, then the right one.
         fill(&browser, "email", "ann@example.com").await;
         fill(&browser, "password", "not-my-password").await;
         submit(&browser).await;
-        assert!(page_text(&browser).await.contains("The email or password is incorrect."));
+        assert!(
+            page_text(&browser)
+                .await
+                .contains("The email or password is incorrect.")
+        );
         fill(&browser, "password", PASSWORD).await;
         submit(&browser).await;
 
         // Settings → Security.
-        assert!(browser.current_url().await?.as_str().ends_with("/settings/security"));
+        wait_for_url(&browser, "/settings/security").await;
         let text = page_text(&browser).await;
         assert!(text.contains("Settings · Security"), "{text}");
         assert!(text.contains("Ann Example"));
@@ -110,11 +164,15 @@ async fn sign_up_sign_in_security_settings_and_sign_out_in_chromium() {
         assert_eq!(cookie.http_only, Some(true));
 
         // Sign out.
-        browser.find(By::Css("header form button")).await?.click().await?;
-        assert!(browser.current_url().await?.as_str().ends_with("/login?signed_out=1"));
+        browser
+            .find(By::Css("header form button"))
+            .await?
+            .click()
+            .await?;
+        wait_for_url(&browser, "/login?signed_out=1").await;
         assert!(page_text(&browser).await.contains("You are signed out."));
         browser.goto(app.url("/settings/security")).await?;
-        assert!(browser.current_url().await?.as_str().ends_with("/login"));
+        wait_for_url(&browser, "/login").await;
         Ok::<_, WebDriverError>(())
     }
     .await;

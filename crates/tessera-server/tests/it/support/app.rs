@@ -71,13 +71,17 @@ impl TestAppBuilder {
 
     pub async fn start(self) -> TestApp {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-        let clock = self.clock.unwrap_or_else(|| Arc::new(FixedClock::at(datetime!(2026-01-05 09:00 UTC))));
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(FixedClock::at(datetime!(2026-01-05 09:00 UTC))));
         let mut settings = self.settings;
         settings.data_dir = dir.path().to_path_buf();
         if let Backend::Postgres(url) = &self.backend {
             settings.database_url = Some(url.clone());
         }
-        let running = server::start(settings.clone(), clock.clone(), self.options).await.expect("server starts");
+        let running = server::start(settings, clock.clone(), self.options)
+            .await
+            .expect("server starts");
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("tessera-tests/1.0")
@@ -89,8 +93,6 @@ impl TestAppBuilder {
             client,
             clock,
             dir,
-            settings,
-            backend: self.backend,
         }
     }
 }
@@ -101,17 +103,23 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<FixedClock>,
     pub dir: TempDir,
-    pub settings: Settings,
-    pub backend: Backend,
     server: Option<RunningServer>,
 }
 
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
-        let mut settings = Settings::default();
-        settings.listen = "127.0.0.1:0".into();
-        settings.client_rate_limit = 0;
-        TestAppBuilder { settings, dir: None, clock: None, backend: Backend::Sqlite, options: StartOptions::default() }
+        let settings = Settings {
+            listen: "127.0.0.1:0".into(),
+            client_rate_limit: 0,
+            ..Settings::default()
+        };
+        TestAppBuilder {
+            settings,
+            dir: None,
+            clock: None,
+            backend: Backend::Sqlite,
+            options: StartOptions::default(),
+        }
     }
 
     pub async fn spawn() -> Self {
@@ -126,10 +134,6 @@ impl TestApp {
         self.dir.path().join("outbox")
     }
 
-    pub fn state(&self) -> &tessera_server::state::AppState {
-        &self.server.as_ref().unwrap().state
-    }
-
     /// Stops the server and hands back its data directory.
     pub async fn stop(mut self) -> TempDir {
         if let Some(server) = self.server.take() {
@@ -138,7 +142,13 @@ impl TestApp {
         self.dir
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -163,14 +173,26 @@ impl TestApp {
 
     /// Creates an account and returns its JSON.
     pub async fn sign_up(&self, email: &str, password: &str) -> Value {
-        let response = self.post("/api/v1/accounts", None, json!({"email": email, "password": password})).await;
+        let response = self
+            .post(
+                "/api/v1/accounts",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED, "sign-up of {email}");
         response.json().await.unwrap()
     }
 
     /// Signs in and returns the session token.
     pub async fn sign_in(&self, email: &str, password: &str) -> String {
-        let response = self.post("/api/v1/sessions", None, json!({"email": email, "password": password})).await;
+        let response = self
+            .post(
+                "/api/v1/sessions",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED, "sign-in of {email}");
         let body: Value = response.json().await.unwrap();
         body["session_token"].as_str().unwrap().to_owned()
@@ -187,13 +209,23 @@ impl TestApp {
 /// Asserts a response is the API error envelope with `status` and `code`; returns the message.
 pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> String {
     let actual = response.status();
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     let text = response.text().await.unwrap();
     assert_eq!(actual, status, "body: {text}");
-    assert_eq!(content_type.as_deref(), Some("application/json"), "body: {text}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/json"),
+        "body: {text}"
+    );
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
     assert_eq!(body["error"]["code"], code, "body: {text}");
-    let message = body["error"]["message"].as_str().expect("message").to_owned();
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
     assert!(!message.is_empty());
     message
 }
@@ -202,13 +234,20 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
 /// variable is set and the server is unreachable, the test fails; it never skips silently.
 pub async fn fresh_postgres() -> Option<String> {
     let Ok(base) = std::env::var("TESSERA_TEST_DATABASE_URL") else {
-        eprintln!("TESSERA_TEST_DATABASE_URL is not set: skipping the PostgreSQL variant of this test");
+        eprintln!(
+            "TESSERA_TEST_DATABASE_URL is not set: skipping the PostgreSQL variant of this test"
+        );
         return None;
     };
     use sqlx::Connection as _;
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("TESSERA_TEST_DATABASE_URL must be reachable");
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("TESSERA_TEST_DATABASE_URL must be reachable");
     let name = format!("tessera_it_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let mut url = url::Url::parse(&base).unwrap();
     url.set_path(&name);
     Some(url.to_string())
@@ -218,7 +257,16 @@ pub async fn fresh_postgres() -> Option<String> {
 pub async fn drop_postgres(url: &str) {
     use sqlx::Connection as _;
     let base = std::env::var("TESSERA_TEST_DATABASE_URL").unwrap();
-    let name = url::Url::parse(url).unwrap().path().trim_start_matches('/').to_owned();
+    let name = url::Url::parse(url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
     let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
 }

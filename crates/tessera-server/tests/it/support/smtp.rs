@@ -5,6 +5,13 @@
 //! [`SmtpSink::reject_mail`] makes it answer `451` to `MAIL FROM`, a temporary failure, to test
 //! the sender's retries.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation should stop the test"
+)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,11 +69,6 @@ impl ReceivedMail {
         Self::header_in(Self::split(&self.data).0, name)
     }
 
-    /// The body after the top-level headers, as transferred.
-    pub fn body(&self) -> &str {
-        Self::split(&self.data).1
-    }
-
     /// The decoded content of the first part whose `Content-Type` starts with `content_type`
     /// (e.g. `text/plain`), searching nested multiparts; or the whole body if the message is
     /// not multipart and its type matches.
@@ -77,7 +79,9 @@ impl ReceivedMail {
     /// The `Content-Type`s of the parts of a multipart message, in order.
     pub fn part_types(&self) -> Vec<String> {
         let (headers, body) = Self::split(&self.data);
-        let Some(boundary) = Self::header_in(headers, "Content-Type").and_then(|ct| boundary_of(&ct)) else {
+        let Some(boundary) =
+            Self::header_in(headers, "Content-Type").and_then(|ct| boundary_of(&ct))
+        else {
             return Vec::new();
         };
         parts(body, &boundary)
@@ -87,11 +91,15 @@ impl ReceivedMail {
 
     fn find_part(entity: &str, wanted: &str) -> Option<String> {
         let (headers, body) = Self::split(entity);
-        let content_type = Self::header_in(headers, "Content-Type").unwrap_or_else(|| "text/plain".into());
+        let content_type =
+            Self::header_in(headers, "Content-Type").unwrap_or_else(|| "text/plain".into());
         if let Some(boundary) = boundary_of(&content_type) {
             return parts(body, &boundary).find_map(|part| Self::find_part(part, wanted));
         }
-        if !content_type.to_ascii_lowercase().starts_with(&wanted.to_ascii_lowercase()) {
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with(&wanted.to_ascii_lowercase())
+        {
             return None;
         }
         let encoding = Self::header_in(headers, "Content-Transfer-Encoding")
@@ -102,7 +110,9 @@ impl ReceivedMail {
             "base64" => {
                 use base64::Engine;
                 let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-                let bytes = base64::engine::general_purpose::STANDARD.decode(compact).unwrap_or_default();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .unwrap_or_default();
                 String::from_utf8_lossy(&bytes).into_owned()
             }
             _ => body.to_owned(),
@@ -178,7 +188,9 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts a server on 127.0.0.1 with a free port.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the test SMTP server");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the test SMTP server");
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared::default());
         let task = tokio::spawn({
@@ -195,11 +207,6 @@ impl SmtpSink {
     /// `smtp://127.0.0.1:<port>`: plain SMTP, for `TESSERA_SMTP_URL`.
     pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)
-    }
-
-    /// The listening address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Makes `MAIL FROM` fail with `451` (temporary) while `reject` is true.
@@ -225,7 +232,10 @@ impl SmtpSink {
                 return messages;
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!("expected {n} messages within {timeout:?}, got {}: {messages:#?}", messages.len());
+                panic!(
+                    "expected {n} messages within {timeout:?}, got {}: {messages:#?}",
+                    messages.len()
+                );
             }
         }
     }
@@ -268,7 +278,10 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
         let (verb, argument) = command.split_once([' ', ':']).unwrap_or((command, ""));
         let verb = verb.to_ascii_uppercase();
         let answer = match verb.as_str() {
-            "EHLO" => "250-tessera-test greets you\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n".to_owned(),
+            "EHLO" => {
+                "250-tessera-test greets you\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n"
+                    .to_owned()
+            }
             "HELO" => "250 tessera-test\r\n".to_owned(),
             "MAIL" if shared.reject_mail.load(Ordering::SeqCst) => {
                 "451 4.3.0 temporarily unavailable, try again later\r\n".to_owned()
@@ -289,7 +302,9 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                 }
                 (Some(_), None) => "501 5.5.4 syntax: RCPT TO:<address>\r\n".to_owned(),
             },
-            "DATA" if from.is_none() || to.is_empty() => "503 5.5.1 MAIL and RCPT first\r\n".to_owned(),
+            "DATA" if from.is_none() || to.is_empty() => {
+                "503 5.5.1 MAIL and RCPT first\r\n".to_owned()
+            }
             "DATA" => {
                 if !reply(&mut write, "354 end data with <CR><LF>.<CR><LF>\r\n").await {
                     return;
@@ -305,7 +320,11 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                         break;
                     }
                     // Dot-unstuffing (RFC 5321 §4.5.2).
-                    let content = if line.starts_with(b".") { &line[1..] } else { &line[..] };
+                    let content = if line.starts_with(b".") {
+                        &line[1..]
+                    } else {
+                        &line[..]
+                    };
                     data.extend_from_slice(content);
                 }
                 let mail = ReceivedMail {
