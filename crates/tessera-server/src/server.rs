@@ -25,12 +25,20 @@ pub const HASH_QUEUE_DEPTH: usize = 512;
 
 /// Opens the data directory and the database, and runs the migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
+    if !settings.data_dir.exists() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        // The database holds password hashes and the keys sit beside it: owner only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&settings.data_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+    }
     let store = SqlStore::connect(&settings.database_url())
         .await
         .with_context(|| {

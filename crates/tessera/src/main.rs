@@ -25,7 +25,7 @@ struct Cli {
 /// Settings every command shares; each also reads `TESSERA_*` and the TOML file.
 #[derive(Debug, Args)]
 struct CommonArgs {
-    /// TOML configuration file [env: TESSERA_CONFIG]
+    /// TOML configuration file
     #[arg(long, global = true, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory: SQLite database, generated keys, dev outbox [env: TESSERA_DATA_DIR] [default: ./tessera-data]
@@ -262,5 +262,49 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn admin_commands_take_the_shared_settings() {
+        let cli = Cli::try_parse_from([
+            "tessera",
+            "admin",
+            "create-user",
+            "--email",
+            "a@example.com",
+            "--data-dir",
+            "/tmp/x",
+            "--password-stdin",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::CreateUser {
+                password_stdin: true,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "tessera",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://h/db",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.database_url.as_deref(), Some("postgres://h/db"));
     }
 }

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod api_contract;
+mod faults;
 mod hygiene;
 mod notify;
 mod outbox;
