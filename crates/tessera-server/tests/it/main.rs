@@ -13,5 +13,6 @@ mod hygiene;
 mod notify;
 mod outbox;
 mod pages;
+mod redaction;
 mod sessions;
 mod support;
