@@ -32,10 +32,20 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user_id ON sessions (user_id);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 
+-- Keyed by ThrottleKey (a keyed hash of the normalized email), not by account: unknown emails
+-- are throttled too, so there is no foreign key to users.
 CREATE TABLE password_throttle (
-    user_id      TEXT   NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    throttle_key BYTEA  NOT NULL PRIMARY KEY CHECK (octet_length(throttle_key) = 32),
     failures     BIGINT NOT NULL,
     locked_until BIGINT
+);
+
+-- One row: a keyed hash made with the instance pepper when the database was first used, so an
+-- instance started with other keys refuses to run.
+CREATE TABLE instance_keys (
+    id           BIGINT NOT NULL PRIMARY KEY CHECK (id = 1),
+    pepper_check BYTEA  NOT NULL,
+    created_at   BIGINT NOT NULL
 );
 
 CREATE TABLE security_events (

@@ -184,6 +184,12 @@ impl Pepper {
         &self.0
     }
 
+    /// A value that identifies this pepper without revealing it, recorded in the database so
+    /// instances with different keys refuse to share it.
+    pub fn check_value(&self) -> [u8; 32] {
+        self.keyed_hash("key-check", b"tessera instance pepper")
+    }
+
     /// HMAC-SHA256 over `purpose ‖ 0x00 ‖ data`; the purpose separates uses of the one key.
     pub fn keyed_hash(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
         // HMAC accepts keys of any length, so this cannot fail; the fallback keeps clippy's

@@ -33,6 +33,7 @@ impl Email {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
+            && !local.chars().any(crate::user::is_invisible_format)
             && local.chars().all(|c| {
                 c.is_ascii_alphanumeric()
                     || "!#$%&'*+-/=?^_`{|}~.".contains(c)

@@ -46,10 +46,11 @@ impl Channel {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Notification {
-    /// Welcome after sign-up.
+    /// Welcome after sign-up. It carries nothing the person signing up typed except the
+    /// address it goes to, so it cannot relay a chosen text to someone else's inbox.
     AccountCreated {
-        /// The name to greet.
-        display_name: String,
+        /// The new account's email address.
+        email: String,
     },
     /// The password was changed.
     PasswordChanged {

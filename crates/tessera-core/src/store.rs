@@ -13,7 +13,7 @@ use crate::event::{NewEvent, SecurityEvent};
 use crate::ids::{SessionId, UserId};
 use crate::notification::{NewOutboxMessage, OutboxMessage};
 use crate::session::Session;
-use crate::throttle::PasswordThrottle;
+use crate::throttle::{PasswordThrottle, ThrottleKey};
 use crate::user::{User, UserCredentials};
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -46,12 +46,21 @@ impl From<StoreError> for crate::Error {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A new account to insert.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewUser {
     /// The account.
     pub user: User,
     /// Its Argon2id PHC string.
     pub password_hash: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("user", &self.user)
+            .field("password_hash", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// Reads, and the entry to transactions.
@@ -93,8 +102,13 @@ pub trait Store: Send + Sync + 'static {
         stale_before: OffsetDateTime,
     ) -> StoreResult<()>;
 
-    /// The account's password throttle (zero when never failed).
-    async fn password_throttle(&self, user_id: UserId) -> StoreResult<PasswordThrottle>;
+    /// The password throttle of `key` (zero when never failed).
+    async fn password_throttle(&self, key: &ThrottleKey) -> StoreResult<PasswordThrottle>;
+
+    /// Records `check` (a keyed hash made with the instance pepper) the first time it is called
+    /// on a database, and says whether the recorded value equals `check` — so an instance whose
+    /// keys differ from those the database was set up with refuses to start.
+    async fn ensure_key_check(&self, check: &[u8]) -> StoreResult<bool>;
 
     /// A page of a user's events, newest first, with ids below `before` when given.
     async fn events_of(
@@ -159,14 +173,21 @@ pub trait StoreTx: Send {
     /// Opens the re-auth window of a session until `until`.
     async fn set_reauth_until(&mut self, id: SessionId, until: OffsetDateTime) -> StoreResult<()>;
 
-    /// Adds one wrong password to the account's count, atomically, and returns the new count.
-    async fn record_password_failure(&mut self, user_id: UserId) -> StoreResult<u32>;
+    /// Reserves one password attempt for `key` before the password is checked: unless `key`
+    /// is locked at `now`, adds one to its count of attempts in a row — atomically, one
+    /// conditional upsert — and returns the new count; returns `None` while locked. The count
+    /// is cleared by [`StoreTx::reset_password_failures`] when the password was right.
+    async fn reserve_password_attempt(
+        &mut self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u32>>;
 
-    /// Locks the account's password sign-in until `until`.
-    async fn lock_password(&mut self, user_id: UserId, until: OffsetDateTime) -> StoreResult<()>;
+    /// Locks password attempts for `key` until `until`.
+    async fn lock_password(&mut self, key: &ThrottleKey, until: OffsetDateTime) -> StoreResult<()>;
 
-    /// Clears the account's count and lock.
-    async fn reset_password_failures(&mut self, user_id: UserId) -> StoreResult<()>;
+    /// Clears the count and lock of `key`.
+    async fn reset_password_failures(&mut self, key: &ThrottleKey) -> StoreResult<()>;
 
     /// Appends a security event.
     async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()>;

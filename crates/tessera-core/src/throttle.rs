@@ -5,8 +5,32 @@
 //! sign-in is locked; each further wrong password after a lock doubles the lock, up to
 //! [`MAX_PASSWORD_LOCK`]. A correct password once the lock has ended resets the count. The
 //! counters live in the store so they hold across instances.
+//!
+//! Parallel guesses: an attempt is reserved (counted) atomically *before* the password is
+//! hashed, and the attempt that reaches the limit sets the lock at once, so concurrent guesses
+//! cannot exceed the limit while earlier ones are still being hashed.
 
+use crate::crypto::Pepper;
 use time::{Duration, OffsetDateTime};
+
+/// Whose password attempts are counted: a keyed hash of the normalized email, so an unknown
+/// email is counted and locked exactly like an account (no enumeration by 429s or timing), and
+/// the store never holds the address in this table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleKey(pub [u8; 32]);
+
+impl ThrottleKey {
+    /// The key of a normalized (lower-case) email.
+    pub fn for_email(pepper: &Pepper, email_normalized: &str) -> Self {
+        Self(pepper.keyed_hash("password-throttle", email_normalized.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for ThrottleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThrottleKey(..)")
+    }
+}
 
 /// Wrong passwords in a row before the first lock.
 pub const PASSWORD_FAILURES_BEFORE_LOCK: u32 = 10;

@@ -28,6 +28,9 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
 ];
 
+/// The longest session lifetime or idle timeout accepted: one year.
+pub const MAX_SESSION_MINUTES: u32 = 365 * 24 * 60;
+
 /// Self-service sign-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -233,6 +236,11 @@ impl Settings {
         if self.session_lifetime_minutes == 0 || self.session_idle_timeout_minutes == 0 {
             bail!("session lifetimes must be at least one minute");
         }
+        if self.session_lifetime_minutes > MAX_SESSION_MINUTES
+            || self.session_idle_timeout_minutes > MAX_SESSION_MINUTES
+        {
+            bail!("session lifetimes must be at most {MAX_SESSION_MINUTES} minutes (one year)");
+        }
         if let Some(url) = &self.smtp_url {
             let parsed =
                 url::Url::parse(url).map_err(|_| anyhow::anyhow!("smtp_url is not a URL"))?;
@@ -346,6 +354,9 @@ mod tests {
             assert!(
                 Settings::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err()
             );
+            jail.set_env("TESSERA_SESSION_LIFETIME_MINUTES", "999999999");
+            assert!(Settings::load(None, &Overrides::default()).is_err());
+            jail.set_env("TESSERA_SESSION_LIFETIME_MINUTES", "60");
             jail.set_env("TESSERA_SIGNUP", "maybe");
             assert!(Settings::load(None, &Overrides::default()).is_err());
             Ok(())

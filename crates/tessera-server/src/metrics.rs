@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicI64;
+use tessera_core::Error;
 
 /// Labels of request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,8 +118,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one sign-in outcome.
-    pub fn signin(&self, outcome: &str) {
+    /// Counts the outcome of one password sign-in.
+    pub fn record_signin<T>(&self, result: &Result<T, Error>) {
+        let outcome = match result {
+            Ok(_) => "authenticated",
+            Err(
+                error @ (Error::InvalidCredentials
+                | Error::RateLimited { .. }
+                | Error::InvalidRequest(_)),
+            ) => error.code(),
+            Err(_) => "error",
+        };
         self.signins
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),

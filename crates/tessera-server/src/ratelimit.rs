@@ -40,10 +40,11 @@ impl ClientRateLimiter {
         })
     }
 
-    /// Takes one request from `ip`'s allowance, or says how many seconds to wait.
+    /// Takes one request from `ip`'s allowance, or says how many seconds to wait. IPv6
+    /// addresses share the allowance of their /64, which one host usually holds whole.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         self.limiter
-            .check_key(&ip)
+            .check_key(&allowance_key(ip))
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()).as_secs().max(1))
     }
 
@@ -51,6 +52,17 @@ impl ClientRateLimiter {
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+    }
+}
+
+/// The key an address is limited under: itself for IPv4, its /64 for IPv6.
+pub fn allowance_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
     }
 }
 
@@ -88,5 +100,18 @@ mod tests {
         assert!(limiter.check(a).unwrap_err() >= 1);
         assert!(limiter.check(b).is_ok());
         assert!(ClientRateLimiter::new(0).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_shares_one_allowance() {
+        let limiter = ClientRateLimiter::new(2).unwrap();
+        assert!(limiter.check("2001:db8:1:2::1".parse().unwrap()).is_ok());
+        assert!(
+            limiter
+                .check("2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_ok()
+        );
+        assert!(limiter.check("2001:db8:1:2::77".parse().unwrap()).is_err());
+        assert!(limiter.check("2001:db8:1:3::1".parse().unwrap()).is_ok());
     }
 }

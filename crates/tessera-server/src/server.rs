@@ -54,15 +54,27 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
-/// Wires the services on an open store.
-pub fn services(
+/// Wires the services on an open store. Refuses keys other than those the database was set up
+/// with (another instance's data directory, a restore without `keys/`): fail closed.
+pub async fn services(
     settings: &Settings,
     store: SqlStore,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Services> {
+    use tessera_core::store::Store as _;
     let (keys, generated) = keys::load_or_generate(&settings.data_dir)?;
     if generated {
         tracing::info!(dir = %settings.data_dir.join("keys").display(), "generated new instance keys");
+    }
+    let matches = store
+        .ensure_key_check(&keys.pepper.check_value())
+        .await
+        .context("cannot check the instance keys")?;
+    if !matches {
+        anyhow::bail!(
+            "the keys in {} are not the keys this database was set up with; give every instance the same keys/ directory (copy it from the first instance, or restore it from backup)",
+            settings.data_dir.join("keys").display()
+        );
     }
     let workers = std::thread::available_parallelism()
         .map(usize::from)
@@ -152,7 +164,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let addr = settings.listen_addr()?;
     let store = open_store(&settings).await?;
-    let services = services(&settings, store, clock)?;
+    let services = services(&settings, store, clock).await?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -214,8 +226,7 @@ async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
             limiter.forget_idle();
         }
         if minutes.is_multiple_of(10) {
-            let now = state.services.clock().now();
-            match state.services.store().delete_expired_sessions(now).await {
+            match state.services.delete_expired_sessions().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(sessions = n, "deleted expired sessions"),
                 Err(error) => tracing::warn!(%error, "could not delete expired sessions"),

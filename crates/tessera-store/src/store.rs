@@ -8,14 +8,14 @@ use crate::rows::{
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
 use async_trait::async_trait;
-use tessera_core::clock::unix_seconds;
+use tessera_core::clock::{Clock, SystemClock, unix_seconds};
 use tessera_core::crypto::TokenHash;
 use tessera_core::event::SecurityEvent;
 use tessera_core::ids::{SessionId, UserId};
 use tessera_core::notification::OutboxMessage;
 use tessera_core::session::Session;
 use tessera_core::store::{Store, StoreResult, StoreTx};
-use tessera_core::throttle::PasswordThrottle;
+use tessera_core::throttle::{PasswordThrottle, ThrottleKey};
 use tessera_core::user::{User, UserCredentials};
 use time::OffsetDateTime;
 
@@ -137,15 +137,37 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn password_throttle(&self, user_id: UserId) -> StoreResult<PasswordThrottle> {
+    async fn password_throttle(&self, key: &ThrottleKey) -> StoreResult<PasswordThrottle> {
         sqlx::query_as::<_, ThrottleRow>(
-            "SELECT failures, locked_until FROM password_throttle WHERE user_id = $1",
+            "SELECT failures, locked_until FROM password_throttle WHERE throttle_key = $1",
         )
-        .bind(user_id.to_string())
+        .bind(&key.0[..])
         .fetch_optional(&self.reader)
         .await
         .map_err(map_error)?
         .map_or(Ok(PasswordThrottle::default()), PasswordThrottle::try_from)
+    }
+
+    async fn ensure_key_check(&self, check: &[u8]) -> StoreResult<bool> {
+        // The first caller's value wins: a concurrent insert waits for the winner (the primary
+        // key) and then does nothing. Both statements run on the writer so the read sees the
+        // row whichever instance wrote it. `created_at` is informational only, so it is read
+        // from the system clock rather than passed in.
+        sqlx::query(
+            "INSERT INTO instance_keys (id, pepper_check, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(check)
+        .bind(unix_seconds(SystemClock.now()))
+        .execute(&self.writer)
+        .await
+        .map_err(map_error)?;
+        let recorded =
+            sqlx::query_scalar::<_, Vec<u8>>("SELECT pepper_check FROM instance_keys WHERE id = 1")
+                .fetch_one(&self.writer)
+                .await
+                .map_err(map_error)?;
+        Ok(recorded == check)
     }
 
     async fn events_of(

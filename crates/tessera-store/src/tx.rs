@@ -12,6 +12,7 @@ use tessera_core::ids::{SessionId, UserId};
 use tessera_core::notification::NewOutboxMessage;
 use tessera_core::session::Session;
 use tessera_core::store::{NewUser, StoreResult, StoreTx};
+use tessera_core::throttle::ThrottleKey;
 use time::OffsetDateTime;
 
 /// A transaction on the writer connection (SQLite) or a pooled connection (PostgreSQL).
@@ -116,25 +117,40 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
-    async fn record_password_failure(&mut self, user_id: UserId) -> StoreResult<u32> {
+    async fn reserve_password_attempt(
+        &mut self,
+        key: &ThrottleKey,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u32>> {
+        // One conditional upsert: the `WHERE` of `DO UPDATE` refuses a locked key, and then
+        // `RETURNING` yields no row (on both backends), so `None` means "locked". On
+        // PostgreSQL a concurrent reservation waits for the row lock and re-checks the `WHERE`
+        // against the committed row, so a lock set in the same transaction as the reservation
+        // that reached the limit stops every reservation queued behind it.
         let failures = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO password_throttle (user_id, failures, locked_until) VALUES ($1, 1, NULL) \
-             ON CONFLICT (user_id) DO UPDATE SET failures = password_throttle.failures + 1 \
+            "INSERT INTO password_throttle (throttle_key, failures, locked_until) \
+             VALUES ($1, 1, NULL) \
+             ON CONFLICT (throttle_key) DO UPDATE SET failures = password_throttle.failures + 1 \
+             WHERE password_throttle.locked_until IS NULL OR password_throttle.locked_until <= $2 \
              RETURNING failures",
         )
-        .bind(user_id.to_string())
-        .fetch_one(&mut *self.tx)
+        .bind(&key.0[..])
+        .bind(unix_seconds(now))
+        .fetch_optional(&mut *self.tx)
         .await
         .map_err(map_error)?;
-        count_to_u32(failures, "password_throttle.failures")
+        failures
+            .map(|failures| count_to_u32(failures, "password_throttle.failures"))
+            .transpose()
     }
 
-    async fn lock_password(&mut self, user_id: UserId, until: OffsetDateTime) -> StoreResult<()> {
+    async fn lock_password(&mut self, key: &ThrottleKey, until: OffsetDateTime) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO password_throttle (user_id, failures, locked_until) VALUES ($1, 0, $2) \
-             ON CONFLICT (user_id) DO UPDATE SET locked_until = excluded.locked_until",
+            "INSERT INTO password_throttle (throttle_key, failures, locked_until) \
+             VALUES ($1, 0, $2) \
+             ON CONFLICT (throttle_key) DO UPDATE SET locked_until = excluded.locked_until",
         )
-        .bind(user_id.to_string())
+        .bind(&key.0[..])
         .bind(unix_seconds(until))
         .execute(&mut *self.tx)
         .await
@@ -142,9 +158,9 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
-    async fn reset_password_failures(&mut self, user_id: UserId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM password_throttle WHERE user_id = $1")
-            .bind(user_id.to_string())
+    async fn reset_password_failures(&mut self, key: &ThrottleKey) -> StoreResult<()> {
+        sqlx::query("DELETE FROM password_throttle WHERE throttle_key = $1")
+            .bind(&key.0[..])
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;

@@ -117,8 +117,11 @@ store_tests!(
     delete_sessions_except_keeps_one,
     reauth_window_is_stored,
     expired_sessions_are_deleted,
-    password_failures_count_lock_and_reset,
-    concurrent_password_failures_are_all_counted,
+    password_attempts_count_lock_and_reset,
+    concurrent_password_reservations_are_all_counted,
+    the_reservation_that_locks_stops_the_ones_after_it,
+    key_check_is_recorded_once,
+    concurrent_first_key_checks_agree_on_one_value,
     events_append_and_page_newest_first,
     outbox_claim_lease_retry_and_send,
     outbox_failed_messages_leave_the_backlog,
@@ -136,7 +139,7 @@ mod cases {
     use tessera_core::notification::{Channel, NewOutboxMessage, Notification};
     use tessera_core::session::{Session, SessionState};
     use tessera_core::store::{NewUser, Store, StoreError};
-    use tessera_core::throttle::PasswordThrottle;
+    use tessera_core::throttle::{PasswordThrottle, ThrottleKey, lock_after};
     use tessera_core::user::User;
     use tessera_store::SqlStore;
     use time::macros::datetime;
@@ -194,7 +197,7 @@ mod cases {
             channel: Channel::Email,
             recipient: recipient.into(),
             notification: Notification::AccountCreated {
-                display_name: recipient.into(),
+                email: recipient.into(),
             },
             created_at,
         }
@@ -469,26 +472,61 @@ mod cases {
         );
     }
 
-    pub async fn password_failures_count_lock_and_reset(store: SqlStore) {
-        let ann = insert_user(&store, "ann@example.com").await.user.id;
-        let bob = insert_user(&store, "bob@example.com").await.user.id;
+    /// A throttle key distinct for each `n` (the store treats keys as opaque bytes).
+    fn key(n: u8) -> ThrottleKey {
+        let mut bytes = [0xA5; 32];
+        bytes[0] = n;
+        bytes[31] = n;
+        ThrottleKey(bytes)
+    }
+
+    async fn reserve(store: &SqlStore, key: &ThrottleKey, now: OffsetDateTime) -> Option<u32> {
+        let mut tx = store.begin().await.unwrap();
+        let reserved = tx.reserve_password_attempt(key, now).await.unwrap();
+        tx.commit().await.unwrap();
+        reserved
+    }
+
+    pub async fn password_attempts_count_lock_and_reset(store: SqlStore) {
+        let ann = key(1);
+        let bob = key(2);
         assert_eq!(
-            store.password_throttle(ann).await.unwrap(),
+            store.password_throttle(&ann).await.unwrap(),
             PasswordThrottle::default()
         );
 
+        // No account is needed: keys of unknown emails are counted the same way.
         let mut tx = store.begin().await.unwrap();
-        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 1);
-        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 2);
-        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 3);
-        assert_eq!(tx.record_password_failure(bob).await.unwrap(), 1);
+        assert_eq!(
+            tx.reserve_password_attempt(&ann, T0).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            tx.reserve_password_attempt(&ann, T0).await.unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            tx.reserve_password_attempt(&ann, T0).await.unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            tx.reserve_password_attempt(&bob, T0).await.unwrap(),
+            Some(1)
+        );
         tx.commit().await.unwrap();
+        assert_eq!(
+            store.password_throttle(&ann).await.unwrap(),
+            PasswordThrottle {
+                failures: 3,
+                locked_until: None
+            }
+        );
 
         let until = T0 + Duration::seconds(30);
         let mut tx = store.begin().await.unwrap();
-        tx.lock_password(ann, until).await.unwrap();
+        tx.lock_password(&ann, until).await.unwrap();
         tx.commit().await.unwrap();
-        let throttle = store.password_throttle(ann).await.unwrap();
+        let throttle = store.password_throttle(&ann).await.unwrap();
         assert_eq!(
             throttle,
             PasswordThrottle {
@@ -498,48 +536,166 @@ mod cases {
         );
         assert_eq!(throttle.retry_after(T0), Some(30));
 
+        // While locked the conditional upsert changes nothing and returns no row.
+        assert_eq!(reserve(&store, &ann, T0).await, None);
+        assert_eq!(
+            reserve(&store, &ann, until - Duration::seconds(1)).await,
+            None
+        );
+        assert_eq!(store.password_throttle(&ann).await.unwrap(), throttle);
+        // Other keys are not affected.
+        assert_eq!(reserve(&store, &bob, T0).await, Some(2));
+        // From `until` on, attempts are counted again (the lock stays recorded).
+        assert_eq!(reserve(&store, &ann, until).await, Some(4));
+        assert_eq!(
+            store.password_throttle(&ann).await.unwrap(),
+            PasswordThrottle {
+                failures: 4,
+                locked_until: Some(until)
+            }
+        );
+
         let mut tx = store.begin().await.unwrap();
-        assert_eq!(tx.record_password_failure(ann).await.unwrap(), 4);
-        tx.reset_password_failures(ann).await.unwrap();
+        assert_eq!(
+            tx.reserve_password_attempt(&ann, until).await.unwrap(),
+            Some(5)
+        );
+        tx.reset_password_failures(&ann).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
-            store.password_throttle(ann).await.unwrap(),
+            store.password_throttle(&ann).await.unwrap(),
             PasswordThrottle::default()
         );
-        assert_eq!(store.password_throttle(bob).await.unwrap().failures, 1);
+        assert_eq!(reserve(&store, &ann, T0).await, Some(1));
+        assert_eq!(store.password_throttle(&bob).await.unwrap().failures, 2);
 
-        // A lock without earlier failures (e.g. set by an operator) is stored too.
+        // A lock without earlier attempts (e.g. set by an operator) is stored too, and a reset
+        // clears it.
+        let carol = key(3);
         let mut tx = store.begin().await.unwrap();
-        tx.lock_password(ann, until).await.unwrap();
+        tx.lock_password(&carol, until).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
-            store.password_throttle(ann).await.unwrap(),
+            store.password_throttle(&carol).await.unwrap(),
             PasswordThrottle {
                 failures: 0,
                 locked_until: Some(until)
             }
         );
+        assert_eq!(reserve(&store, &carol, T0).await, None);
+        let mut tx = store.begin().await.unwrap();
+        tx.reset_password_failures(&carol).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.password_throttle(&carol).await.unwrap(),
+            PasswordThrottle::default()
+        );
+        assert_eq!(reserve(&store, &carol, T0).await, Some(1));
+
+        // A rolled-back reservation is not counted.
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.reserve_password_attempt(&carol, T0).await.unwrap(),
+            Some(2)
+        );
+        drop(tx);
+        assert_eq!(store.password_throttle(&carol).await.unwrap().failures, 1);
     }
 
-    pub async fn concurrent_password_failures_are_all_counted(store: SqlStore) {
+    pub async fn concurrent_password_reservations_are_all_counted(store: SqlStore) {
         const ATTEMPTS: u32 = 20;
-        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let ann = key(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..ATTEMPTS {
+            let store = store.clone();
+            tasks.spawn(async move { reserve(&store, &ann, T0).await.unwrap() });
+        }
+        let counts: BTreeSet<u32> = tasks.join_all().await.into_iter().collect();
+        assert_eq!(counts, (1..=ATTEMPTS).collect::<BTreeSet<_>>());
+        assert_eq!(
+            store.password_throttle(&ann).await.unwrap().failures,
+            ATTEMPTS
+        );
+    }
+
+    /// As the sign-in service uses it: each attempt reserves in its own transaction, and the
+    /// one whose count reaches the limit sets the lock in that same transaction before commit.
+    /// Attempts racing it (waiting on the row on PostgreSQL, on the writer on SQLite) and
+    /// attempts after it are all refused until the lock ends.
+    pub async fn the_reservation_that_locks_stops_the_ones_after_it(store: SqlStore) {
+        const ATTEMPTS: u32 = 16;
+        let limit = tessera_core::throttle::PASSWORD_FAILURES_BEFORE_LOCK;
+        let ann = key(1);
+        let until = T0 + lock_after(limit).unwrap();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..ATTEMPTS {
             let store = store.clone();
             tasks.spawn(async move {
                 let mut tx = store.begin().await.unwrap();
-                let count = tx.record_password_failure(ann).await.unwrap();
+                let reserved = tx.reserve_password_attempt(&ann, T0).await.unwrap();
+                if let Some(count) = reserved
+                    && let Some(lock) = lock_after(count)
+                {
+                    // Give racing reservations time to queue up behind this one.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tx.lock_password(&ann, T0 + lock).await.unwrap();
+                }
                 tx.commit().await.unwrap();
-                count
+                reserved
             });
         }
-        let counts: BTreeSet<u32> = tasks.join_all().await.into_iter().collect();
-        assert_eq!(counts, (1..=ATTEMPTS).collect::<BTreeSet<_>>());
+        let outcomes = tasks.join_all().await;
+        let counts: BTreeSet<u32> = outcomes.iter().flatten().copied().collect();
+        assert_eq!(counts, (1..=limit).collect::<BTreeSet<_>>());
         assert_eq!(
-            store.password_throttle(ann).await.unwrap().failures,
-            ATTEMPTS
+            outcomes.iter().filter(|o| o.is_none()).count(),
+            (ATTEMPTS - limit) as usize
         );
+        assert_eq!(
+            store.password_throttle(&ann).await.unwrap(),
+            PasswordThrottle {
+                failures: limit,
+                locked_until: Some(until)
+            }
+        );
+
+        assert_eq!(reserve(&store, &ann, T0 + Duration::seconds(1)).await, None);
+        assert_eq!(
+            reserve(&store, &ann, until - Duration::seconds(1)).await,
+            None
+        );
+        assert_eq!(reserve(&store, &ann, until).await, Some(limit + 1));
+    }
+
+    pub async fn key_check_is_recorded_once(store: SqlStore) {
+        let check = [7u8; 32];
+        assert!(store.ensure_key_check(&check).await.unwrap());
+        assert!(store.ensure_key_check(&check).await.unwrap());
+        assert!(!store.ensure_key_check(&[8u8; 32]).await.unwrap());
+        assert!(!store.ensure_key_check(&check[..31]).await.unwrap());
+        assert!(!store.ensure_key_check(&[]).await.unwrap());
+        // The refused values did not replace the recorded one.
+        assert!(store.ensure_key_check(&check).await.unwrap());
+    }
+
+    pub async fn concurrent_first_key_checks_agree_on_one_value(store: SqlStore) {
+        const CALLERS: u8 = 8;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..CALLERS {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let check = [n; 32];
+                (n, store.ensure_key_check(&check).await.unwrap())
+            });
+        }
+        let winners: Vec<u8> = tasks
+            .join_all()
+            .await
+            .into_iter()
+            .filter_map(|(n, accepted)| accepted.then_some(n))
+            .collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert!(store.ensure_key_check(&[winners[0]; 32]).await.unwrap());
     }
 
     pub async fn events_append_and_page_newest_first(store: SqlStore) {
@@ -647,7 +803,7 @@ mod cases {
         assert_eq!(
             claimed.notification,
             Notification::AccountCreated {
-                display_name: "first@example.com".into()
+                email: "first@example.com".into()
             }
         );
         assert_eq!((claimed.created_at, claimed.attempts), (T0, 0));

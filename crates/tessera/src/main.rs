@@ -148,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load_settings(&cli.common, None)?;
             let password = read_password(*password_stdin)?;
             let store = server::open_store(&settings).await?;
-            let services = server::services(&settings, store, Arc::new(SystemClock))?;
+            let services = server::services(&settings, store, Arc::new(SystemClock)).await?;
             let account = NewAccount {
                 email: email.clone(),
                 password,
@@ -166,7 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::ListUsers) => {
             let settings = load_settings(&cli.common, None)?;
             let store = server::open_store(&settings).await?;
-            let services = server::services(&settings, store, Arc::new(SystemClock))?;
+            let services = server::services(&settings, store, Arc::new(SystemClock)).await?;
             let users = services.list_users().await?;
             println!("{:<36}  {:<20}  {:<32}  NAME", "ID", "CREATED", "EMAIL");
             let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");

@@ -84,7 +84,7 @@ impl Services {
             channel: Channel::Email,
             recipient: user.email.to_string(),
             notification: Notification::AccountCreated {
-                display_name: user.display_name.clone(),
+                email: user.email.to_string(),
             },
             created_at: now,
         })

@@ -110,6 +110,14 @@ impl Services {
         crate::crypto::csrf_token(&self.pepper, &auth.session.token_hash)
     }
 
+    /// Until when the session's re-auth window is open, if it is open now.
+    pub fn open_reauth_window(&self, auth: &Authenticated) -> Option<time::OffsetDateTime> {
+        let now = self.clock.now();
+        auth.session
+            .reauth_until
+            .filter(|_| auth.session.reauth_open(now))
+    }
+
     /// Checks a CSRF token presented with a cookie-authenticated change, in constant time.
     pub fn check_csrf(&self, auth: &Authenticated, presented: &str) -> bool {
         crate::crypto::constant_time_eq(self.csrf_token(auth).as_bytes(), presented.as_bytes())

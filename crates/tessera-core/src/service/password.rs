@@ -1,5 +1,6 @@
 //! Changing the password.
 
+use super::signin::PasswordAttempt;
 use super::{FullSession, Services};
 use crate::event::{ClientInfo, EventKind, NewEvent};
 use crate::notification::{Channel, NewOutboxMessage, Notification};
@@ -9,30 +10,33 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 impl Services {
-    /// Checks the session user's current password, counting a wrong one toward the throttle.
+    /// Checks the session user's current password; the attempt counts toward the throttle
+    /// like a sign-in. Returns the attempt, whose count the caller clears in its transaction.
     pub(super) async fn check_current_password(
         &self,
         auth: &FullSession,
         password: &str,
         step: &str,
         client: &ClientInfo,
-    ) -> Result<()> {
+    ) -> Result<PasswordAttempt> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(Error::invalid(format!(
                 "password: must be at most {MAX_PASSWORD_BYTES} bytes"
             )));
         }
-        self.refuse_if_password_locked(auth.user.id).await?;
+        let attempt = self
+            .reserve_password_attempt(&auth.user.email.normalized())
+            .await?;
         let hash = self.store.password_hash(auth.user.id).await?;
         if hash.is_none() {
             return Err(Error::Unauthenticated);
         }
         if !self.hasher.verify(password, hash).await? {
-            self.record_wrong_password(auth.user.id, step, client)
+            self.record_wrong_password(attempt, Some(auth.user.id), step, client)
                 .await?;
             return Err(Error::InvalidCredentials);
         }
-        Ok(())
+        Ok(attempt)
     }
 
     /// Changes the password (`POST /api/v1/me/password`): checks the current one, applies the
@@ -49,13 +53,14 @@ impl Services {
             new_password,
             &[auth.user.email.as_str(), &auth.user.display_name],
         )?;
-        self.check_current_password(auth, current_password, "password_change", &client)
+        let attempt = self
+            .check_current_password(auth, current_password, "password_change", &client)
             .await?;
         let hash = self.hasher.hash(new_password).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         tx.set_password_hash(auth.user.id, &hash).await?;
-        tx.reset_password_failures(auth.user.id).await?;
+        tx.reset_password_failures(&attempt.key).await?;
         let revoked = tx
             .delete_sessions_except(auth.user.id, Some(auth.session.id))
             .await?;

@@ -104,12 +104,13 @@ impl Services {
         password: &str,
         client: ClientInfo,
     ) -> Result<OffsetDateTime> {
-        self.check_current_password(auth, password, "reauth", &client)
+        let attempt = self
+            .check_current_password(auth, password, "reauth", &client)
             .await?;
         let now = self.clock.now();
         let until = now + REAUTH_WINDOW;
         let mut tx = self.store.begin().await?;
-        tx.reset_password_failures(auth.user.id).await?;
+        tx.reset_password_failures(&attempt.key).await?;
         tx.set_reauth_until(auth.session.id, until).await?;
         tx.insert_event(&NewEvent {
             user_id: auth.user.id,
@@ -122,6 +123,11 @@ impl Services {
         .await?;
         tx.commit().await?;
         Ok(until)
+    }
+
+    /// Deletes sessions past their absolute lifetime (housekeeping); returns how many.
+    pub async fn delete_expired_sessions(&self) -> Result<u64> {
+        Ok(self.store.delete_expired_sessions(self.clock.now()).await?)
     }
 
     /// A page of the user's security events, newest first.

@@ -5,7 +5,7 @@
 //! store so every instance sees it), account enumeration (unknown emails cost one dummy Argon2id
 //! verification and get the same answer), session fixation (a new token every time).
 
-use super::Services;
+use super::{Authenticated, Services};
 use crate::crypto::Token;
 use crate::email::Email;
 use crate::event::{ClientInfo, EventKind, NewEvent};
@@ -13,11 +13,11 @@ use crate::ids::{SessionId, UserId};
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::session::{REAUTH_WINDOW, Session, SessionState};
 use crate::store::StoreTx;
-use crate::throttle::lock_after;
+use crate::throttle::{ThrottleKey, lock_after};
 use crate::user::User;
 use crate::{Error, Result};
 use serde_json::json;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 /// A new session and the token that opens it (shown to the client once).
 #[derive(Debug)]
@@ -30,13 +30,23 @@ pub struct SignedIn {
     pub user: User,
 }
 
+/// A reserved password attempt: how many attempts in a row it makes, and the lock it set.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PasswordAttempt {
+    pub(super) key: ThrottleKey,
+    in_a_row: u32,
+    lock: Option<Duration>,
+}
+
 impl Services {
-    /// The password step of sign-in (`POST /api/v1/sessions`).
+    /// The password step of sign-in (`POST /api/v1/sessions`). `replacing` is a session the
+    /// same client held before (the pages' cookie): it ends in the same transaction.
     pub async fn sign_in_with_password(
         &self,
         email: &str,
         password: &str,
         client: ClientInfo,
+        replacing: Option<&Authenticated>,
     ) -> Result<SignedIn> {
         let email = Email::parse(email)?;
         if password.len() > MAX_PASSWORD_BYTES {
@@ -44,27 +54,28 @@ impl Services {
                 "password: must be at most {MAX_PASSWORD_BYTES} bytes"
             )));
         }
+        // Unknown emails go through exactly the same steps: the attempt is counted (and can
+        // lock), and a dummy hash is verified, so neither 429s nor timing reveal accounts.
+        let attempt = self.reserve_password_attempt(&email.normalized()).await?;
         let credentials = self.store.credentials_by_email(&email.normalized()).await?;
-        let Some(credentials) = credentials else {
-            // Same cost as a known account, same answer.
-            self.hasher.verify(password, None).await?;
-            return Err(Error::InvalidCredentials);
+        let hash = credentials.as_ref().map(|c| c.password_hash.clone());
+        let matched = self.hasher.verify(password, hash).await?;
+        let user = match credentials {
+            Some(credentials) if matched => credentials.user,
+            other => {
+                self.record_wrong_password(attempt, other.map(|c| c.user.id), "signin", &client)
+                    .await?;
+                return Err(Error::InvalidCredentials);
+            }
         };
-        let user = credentials.user;
-        self.refuse_if_password_locked(user.id).await?;
-        if !self
-            .hasher
-            .verify(password, Some(credentials.password_hash))
-            .await?
-        {
-            self.record_wrong_password(user.id, "signin", &client)
-                .await?;
-            return Err(Error::InvalidCredentials);
-        }
 
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        tx.reset_password_failures(user.id).await?;
+        tx.reset_password_failures(&attempt.key).await?;
+        if let Some(previous) = replacing {
+            tx.delete_session(previous.user.id, previous.session.id)
+                .await?;
+        }
         let (session, token) = self
             .issue_session(
                 tx.as_mut(),
@@ -84,48 +95,69 @@ impl Services {
         })
     }
 
-    /// Refuses with `rate_limited` while the account's password sign-in is locked.
-    pub(super) async fn refuse_if_password_locked(&self, user_id: UserId) -> Result<()> {
-        let throttle = self.store.password_throttle(user_id).await?;
-        match throttle.retry_after(self.clock.now()) {
-            Some(retry_after_secs) => Err(Error::RateLimited { retry_after_secs }),
-            None => Ok(()),
+    /// Counts one password attempt for `email_normalized` before the password is checked, and
+    /// sets the lock at once when this attempt reaches the limit (a right password then clears
+    /// it). Refuses with `rate_limited` while locked.
+    pub(super) async fn reserve_password_attempt(
+        &self,
+        email_normalized: &str,
+    ) -> Result<PasswordAttempt> {
+        let key = ThrottleKey::for_email(&self.pepper, email_normalized);
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let Some(in_a_row) = tx.reserve_password_attempt(&key, now).await? else {
+            drop(tx);
+            let throttle = self.store.password_throttle(&key).await?;
+            let retry_after_secs = throttle.retry_after(now).unwrap_or(1);
+            return Err(Error::RateLimited { retry_after_secs });
+        };
+        let lock = lock_after(in_a_row);
+        if let Some(lock) = lock {
+            tx.lock_password(&key, now + lock).await?;
         }
+        tx.commit().await?;
+        Ok(PasswordAttempt {
+            key,
+            in_a_row,
+            lock,
+        })
     }
 
-    /// Counts a wrong password against the account (sign-in, re-auth, password change) and locks
-    /// it when the count calls for it, with the event, in one transaction.
+    /// Records a wrong password of a known account as a security event (sign-in, re-auth,
+    /// password change); the attempt was already counted by [`Self::reserve_password_attempt`].
     pub(super) async fn record_wrong_password(
         &self,
-        user_id: UserId,
+        attempt: PasswordAttempt,
+        user_id: Option<UserId>,
         step: &str,
         client: &ClientInfo,
     ) -> Result<()> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let failures = tx.record_password_failure(user_id).await?;
-        let lock = lock_after(failures);
-        if let Some(lock) = lock {
-            tx.lock_password(user_id, now + lock).await?;
+        if let Some(lock) = attempt.lock {
+            tracing::warn!(
+                failures = attempt.in_a_row,
+                seconds = lock.whole_seconds(),
+                "password attempts locked"
+            );
         }
+        let Some(user_id) = user_id else {
+            return Ok(());
+        };
+        let mut tx = self.store.begin().await?;
         tx.insert_event(&NewEvent {
             user_id,
             kind: EventKind::SigninFailed,
-            at: now,
+            at: self.clock.now(),
             client: client.clone(),
             actor_id: None,
             details: json!({
                 "reason": "wrong_password",
                 "step": step,
-                "failures_in_a_row": failures,
-                "locked_for_seconds": lock.map(|d| d.whole_seconds()),
+                "failures_in_a_row": attempt.in_a_row,
+                "locked_for_seconds": attempt.lock.map(|d| d.whole_seconds()),
             }),
         })
         .await?;
         tx.commit().await?;
-        if lock.is_some() {
-            tracing::warn!(user_id = %user_id, failures, "password sign-in locked");
-        }
         Ok(())
     }
 }

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use secrecy::ExposeSecret;
-use tessera_core::Error;
 use tessera_core::ids::SessionId;
 use tessera_core::service::NewAccount;
 
@@ -58,17 +57,9 @@ pub async fn create_session(
 ) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
     let result = state
         .services
-        .sign_in_with_password(&body.email, body.password.expose_secret(), client)
+        .sign_in_with_password(&body.email, body.password.expose_secret(), client, None)
         .await;
-    state.metrics.signin(match &result {
-        Ok(_) => "authenticated",
-        Err(
-            error @ (Error::InvalidCredentials
-            | Error::RateLimited { .. }
-            | Error::InvalidRequest(_)),
-        ) => error.code(),
-        Err(_) => "error",
-    });
+    state.metrics.record_signin(&result);
     let signed_in = result?;
     Ok((
         StatusCode::CREATED,

@@ -20,7 +20,6 @@ pub async fn me(
     State(state): State<AppState>,
     ApiSession(auth): ApiSession,
 ) -> ApiResult<Json<MeResponse>> {
-    let now = state.services.clock().now();
     Ok(Json(MeResponse {
         user: (&auth.user).into(),
         csrf_token: state.services.csrf_token(&auth),
@@ -38,7 +37,7 @@ pub async fn me(
             allowed_methods: ALL_METHODS.iter().map(|m| (*m).to_owned()).collect(),
             allow_disable: true,
         },
-        reauth_until: auth.session.reauth_until.filter(|until| *until > now),
+        reauth_until: state.services.open_reauth_window(&auth),
     }))
 }
 

@@ -227,7 +227,7 @@ mod tests {
             channel: Channel::Email,
             recipient: "ann@example.com".into(),
             notification: Notification::AccountCreated {
-                display_name: "Ann".into(),
+                email: "ann@example.com".into(),
             },
             created_at: AT,
             attempts: 0,
@@ -242,7 +242,7 @@ mod tests {
         assert!(eml.contains("Subject: Welcome to Tessera\r\n"), "{eml}");
         assert!(eml.contains("Content-Type: text/plain"), "{eml}");
         assert!(eml.contains("Content-Type: text/html"), "{eml}");
-        assert!(eml.contains("Hello Ann,"), "{eml}");
+        assert!(eml.contains("Hello,"), "{eml}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -267,7 +267,7 @@ mod tests {
             channel: Channel::Sms,
             recipient: "+15555550123".into(),
             notification: Notification::AccountCreated {
-                display_name: "Ann".into(),
+                email: "ann@example.com".into(),
             },
             created_at: AT,
             attempts: 2,

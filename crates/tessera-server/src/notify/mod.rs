@@ -447,7 +447,7 @@ mod tests {
             channel: Channel::Email,
             recipient: "ann@example.com".into(),
             notification: Notification::AccountCreated {
-                display_name: "Ann".into(),
+                email: "ann@example.com".into(),
             },
             created_at: datetime!(2026-01-02 03:04:05 UTC),
             attempts: 0,
@@ -486,7 +486,7 @@ mod tests {
             channel: Channel::Email,
             recipient: "ann@example.com\r\nBcc: eve@example.com".into(),
             notification: Notification::AccountCreated {
-                display_name: "Ann".into(),
+                email: "ann@example.com".into(),
             },
             created_at: datetime!(2026-01-02 03:04:05 UTC),
             attempts: 0,

@@ -69,14 +69,14 @@ struct Layout<'a> {
 struct AccountCreatedHtml<'a> {
     layout: &'a Layout<'a>,
     subject: &'a str,
-    display_name: &'a str,
+    email: &'a str,
 }
 
 #[derive(Template)]
 #[template(path = "email/account_created.txt")]
 struct AccountCreatedText<'a> {
     layout: &'a Layout<'a>,
-    display_name: &'a str,
+    email: &'a str,
 }
 
 #[derive(Template)]
@@ -139,17 +139,17 @@ impl Renderer {
             security_url: &self.security_url,
         };
         match notification {
-            Notification::AccountCreated { display_name } => {
+            Notification::AccountCreated { email } => {
                 let subject = format!("Welcome to {SERVICE_NAME}");
                 let html = AccountCreatedHtml {
                     layout: &layout,
                     subject: &subject,
-                    display_name,
+                    email,
                 }
                 .render()?;
                 let text = AccountCreatedText {
                     layout: &layout,
-                    display_name,
+                    email,
                 }
                 .render()?;
                 let sms = format!(
@@ -254,15 +254,16 @@ mod tests {
     }
 
     #[test]
-    fn account_created_email_names_the_service_and_the_user() {
+    fn account_created_email_names_the_service_and_the_address() {
         let email = renderer()
             .email(&Notification::AccountCreated {
-                display_name: "Ann".into(),
+                email: "ann@example.com".into(),
             })
             .unwrap();
         assert_eq!(email.subject, "Welcome to Tessera");
         for part in [&email.text, &email.html] {
-            assert!(part.contains("Hello Ann,"), "{part}");
+            assert!(part.contains("Hello,"), "{part}");
+            assert!(part.contains("ann@example.com"), "{part}");
             assert!(part.contains("Tessera"), "{part}");
             assert!(
                 part.contains("https://id.example.com/settings/security"),
@@ -325,9 +326,7 @@ mod tests {
         let name = "<script>alert(\"x\")</script> & co";
         let r = renderer();
         for notification in [
-            Notification::AccountCreated {
-                display_name: name.into(),
-            },
+            Notification::AccountCreated { email: name.into() },
             password_changed(name, Some("<b>1.2.3.4</b>"), 3),
         ] {
             let email = r.email(&notification).unwrap();
@@ -356,7 +355,7 @@ mod tests {
         let r = renderer();
         for notification in [
             Notification::AccountCreated {
-                display_name: "<Ann>".into(),
+                email: "ann@example.com".into(),
             },
             password_changed("Ann", None, 0),
         ] {

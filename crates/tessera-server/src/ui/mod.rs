@@ -27,7 +27,6 @@ use pages::*;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tessera_core::Error;
-use tessera_core::event::ClientInfo;
 use tessera_core::ids::SessionId;
 use tessera_core::service::{Authenticated, FullSession, NewAccount};
 use time::Duration;
@@ -86,7 +85,7 @@ async fn page_session(state: &AppState, headers: &HeaderMap) -> Result<FullSessi
 
 /// Browsers say where a form post came from; refuse other sites (login CSRF). Clients that send
 /// neither header are not browsers and are not exposed to CSRF.
-fn same_origin(headers: &HeaderMap) -> bool {
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return matches!(site, "same-origin" | "none");
     }
@@ -97,6 +96,11 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let public =
+        url::Url::parse(&state.settings.public_url).map(|url| url.origin().ascii_serialization());
+    if public.is_ok_and(|public| public.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
     url::Url::parse(origin).ok().is_some_and(|url| {
         let authority = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
@@ -118,7 +122,7 @@ fn parse_form<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     })
 }
 
-fn csrf_ok(state: &AppState, auth: &FullSession, presented: &str) -> bool {
+fn csrf_ok(state: &AppState, auth: &Authenticated, presented: &str) -> bool {
     state.services.check_csrf(auth, presented)
 }
 
@@ -200,7 +204,7 @@ async fn login_submit(
     jar: CookieJar,
     body: Bytes,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&state, &headers) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Sign-in refused",
@@ -213,19 +217,16 @@ async fn login_submit(
         Ok(form) => form,
         Err(response) => return response,
     };
+    // Signing in replaces the session this browser had, in the same transaction.
+    let previous = match session_token(&request_parts(&headers), state.cookie_name()) {
+        Some((old, _)) => state.services.authenticate(&old).await.ok(),
+        None => None,
+    };
     let result = state
         .services
-        .sign_in_with_password(&form.email, &form.password, client)
+        .sign_in_with_password(&form.email, &form.password, client, previous.as_ref())
         .await;
-    state.metrics.signin(match &result {
-        Ok(_) => "authenticated",
-        Err(
-            error @ (Error::InvalidCredentials
-            | Error::RateLimited { .. }
-            | Error::InvalidRequest(_)),
-        ) => error.code(),
-        Err(_) => "error",
-    });
+    state.metrics.record_signin(&result);
     let retry_page = |status: StatusCode, error: String| {
         let page = LoginTemplate {
             email: form.email.clone(),
@@ -237,15 +238,6 @@ async fn login_submit(
     };
     match result {
         Ok(signed_in) => {
-            // Signing in replaces any session this browser had.
-            if let Some((old, _)) = session_token(&request_parts(&headers), state.cookie_name())
-                && let Ok(previous) = state.services.authenticate(&old).await
-            {
-                let _ = state
-                    .services
-                    .sign_out(&previous, ClientInfo::default())
-                    .await;
-            }
             let jar = jar.add(session_cookie(&state, signed_in.token.expose().to_owned()));
             (jar, Redirect::to("/settings/security")).into_response()
         }
@@ -316,7 +308,7 @@ async fn signup_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&state, &headers) {
         return message_page(
             StatusCode::FORBIDDEN,
             "Sign-up refused",
@@ -399,11 +391,21 @@ async fn logout(
     jar: CookieJar,
     body: Bytes,
 ) -> Response {
-    let auth = match page_session(&state, &headers).await {
-        Ok(auth) => auth,
-        Err(_) => {
+    // Any session may sign out, whatever its state; only a missing or dead one skips the
+    // server side.
+    let token = session_token(&request_parts(&headers), state.cookie_name());
+    let auth = match token {
+        None => {
             return (jar.remove(removal_cookie(&state)), Redirect::to("/login")).into_response();
         }
+        Some((token, _)) => match state.services.authenticate(&token).await {
+            Ok(auth) => auth,
+            Err(Error::Unauthenticated) => {
+                return (jar.remove(removal_cookie(&state)), Redirect::to("/login"))
+                    .into_response();
+            }
+            Err(error) => return error_page(&error),
+        },
     };
     let form: CsrfForm = match parse_form(&body) {
         Ok(form) => form,

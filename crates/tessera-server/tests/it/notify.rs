@@ -40,9 +40,19 @@ fn config(dir: &TempDir) -> NotifyConfig {
     NotifyConfig::dev("https://id.example.com", dir.path())
 }
 
-fn welcome(display_name: &str) -> Notification {
+fn welcome(email: &str) -> Notification {
     Notification::AccountCreated {
+        email: email.into(),
+    }
+}
+
+/// A notification that greets its (own) account holder by name.
+fn password_changed_for(display_name: &str) -> Notification {
+    Notification::PasswordChanged {
         display_name: display_name.into(),
+        at: "2026-02-03T10:00:00Z".into(),
+        ip: Some("203.0.113.7".into()),
+        sessions_revoked: 1,
     }
 }
 
@@ -167,7 +177,7 @@ async fn smtp_delivers_a_multipart_email_to_a_real_server() {
             5,
             Channel::Email,
             "ann@example.com",
-            welcome(name),
+            password_changed_for(name),
         ))
         .await
         .unwrap();
@@ -180,7 +190,10 @@ async fn smtp_delivers_a_multipart_email_to_a_real_server() {
         "\"Tessera Security\" <security@id.example.com>"
     );
     assert_eq!(mail.header("To").unwrap(), "ann@example.com");
-    assert_eq!(mail.header("Subject").unwrap(), "Welcome to Tessera");
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "Your Tessera password was changed"
+    );
     assert_eq!(
         mail.header("Message-ID").unwrap(),
         format!("<outbox-5.{}@id.example.com>", START.unix_timestamp())
@@ -232,7 +245,7 @@ async fn a_dot_at_a_line_start_survives_the_smtp_transfer() {
             6,
             Channel::Email,
             "ann@example.com",
-            welcome(".hidden"),
+            password_changed_for(".hidden"),
         ))
         .await
         .unwrap();

@@ -122,6 +122,33 @@ async fn page_text(browser: &WebDriver) -> String {
 }
 
 #[tokio::test]
+async fn the_api_documentation_renders_under_its_content_security_policy() {
+    let app = TestApp::spawn().await;
+    let driver = ChromeDriver::start().await;
+    let browser = browser(&driver).await;
+    let result = async {
+        browser.goto(app.url("/api/docs/")).await?;
+        let title = browser
+            .query(By::Css(".info .title"))
+            .first()
+            .await?
+            .text()
+            .await?;
+        assert!(title.contains("Tessera API"), "{title}");
+        let operations = browser.find_all(By::Css(".opblock")).await?;
+        assert!(
+            operations.len() >= 10,
+            "{} operations shown",
+            operations.len()
+        );
+        Ok::<_, WebDriverError>(())
+    }
+    .await;
+    browser.quit().await.unwrap();
+    result.unwrap();
+}
+
+#[tokio::test]
 async fn sign_up_sign_in_security_settings_and_sign_out_in_chromium() {
     let app = TestApp::spawn().await;
     let driver = ChromeDriver::start().await;

@@ -500,3 +500,68 @@ async fn cookie_authenticated_changes_need_the_csrf_token() {
         .unwrap();
     assert_eq!(read.status(), StatusCode::OK);
 }
+
+/// Parallel guesses cannot get more than the limit evaluated: the attempt is counted before the
+/// password is hashed, and the tenth sets the lock at once.
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_exceed_the_limit() {
+    let app = TestApp::spawn().await;
+    app.sign_up("ann@example.com", PASSWORD).await;
+    let mut guesses = Vec::new();
+    for i in 0..50 {
+        let request = app
+            .client
+            .post(app.url("/api/v1/sessions"))
+            .json(
+                &json!({"email": "ann@example.com", "password": format!("wrong-guess-number-{i}")}),
+            )
+            .send();
+        guesses.push(tokio::spawn(request));
+    }
+    let (mut evaluated, mut refused) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap().unwrap().status() {
+            StatusCode::UNAUTHORIZED => evaluated += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((evaluated, refused), (10, 40));
+    let response = app
+        .post(
+            "/api/v1/sessions",
+            None,
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+/// An unknown email is counted and locked like an account, so 429s do not reveal which
+/// addresses have accounts.
+#[tokio::test]
+async fn unknown_emails_are_throttled_like_accounts() {
+    let app = TestApp::spawn().await;
+    app.sign_up("ann@example.com", PASSWORD).await;
+    for email in ["ann@example.com", "nobody@example.com"] {
+        for _ in 0..10 {
+            let response = app
+                .post(
+                    "/api/v1/sessions",
+                    None,
+                    json!({"email": email, "password": "wrong-password-x"}),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+        let response = app
+            .post(
+                "/api/v1/sessions",
+                None,
+                json!({"email": email, "password": "wrong-password-x"}),
+            )
+            .await;
+        assert_eq!(response.headers()["retry-after"], "30", "{email}");
+        assert_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+}
