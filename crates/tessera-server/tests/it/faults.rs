@@ -78,3 +78,26 @@ async fn shutdown_lets_in_flight_requests_finish() {
     }
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_instance_with_other_keys_refuses_the_database() {
+    let app = TestApp::spawn().await;
+    app.sign_up("ann@example.com", PASSWORD).await;
+    let dir = app.stop().await;
+    // A data directory restored without its keys: new keys would be generated...
+    std::fs::remove_dir_all(dir.path().join("keys")).unwrap();
+    let settings = tessera_server::config::Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let clock = std::sync::Arc::new(tessera_core::clock::SystemClock);
+    let error = tessera_server::server::start(settings, clock, Default::default())
+        .await
+        .unwrap_err();
+    // ...but the database remembers the keys it was set up with, and nobody is let in.
+    assert!(
+        format!("{error:#}").contains("not the keys this database was set up with"),
+        "{error:#}"
+    );
+}

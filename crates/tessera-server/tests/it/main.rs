@@ -16,3 +16,4 @@ mod pages;
 mod redaction;
 mod sessions;
 mod support;
+mod ui_forms;
