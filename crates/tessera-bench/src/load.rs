@@ -2,6 +2,7 @@
 //! OS thread with its own single-threaded runtime and its own `reqwest` client (HTTP/1.1,
 //! keep-alive), so the load generator never runs on the server's worker threads.
 
+use crate::procfs::{self, ThreadStat};
 use anyhow::{Context, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -200,11 +201,13 @@ pub async fn signin_flood(
     Ok(all)
 }
 
-/// `concurrency` tasks each call `GET /api/v1/me` back to back until `start + duration`.
+/// `concurrency` tasks each call `GET /api/v1/me` once per `interval` (back to back when it is
+/// zero, or when a request takes longer) until `start + duration`.
 pub async fn me_probe(
     base: String,
     token: String,
     concurrency: usize,
+    interval: Duration,
     start: Instant,
     duration: Duration,
 ) -> anyhow::Result<Samples> {
@@ -217,7 +220,15 @@ pub async fn me_probe(
         let (client, url, token) = (client.clone(), url.clone(), token.clone());
         tasks.spawn(async move {
             let mut out = Samples::default();
+            let mut ticks = (!interval.is_zero()).then(|| {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticks
+            });
             while Instant::now() < deadline {
+                if let Some(ticks) = &mut ticks {
+                    ticks.tick().await;
+                }
                 let sent = Instant::now();
                 let result = client
                     .get(url.as_str())
@@ -257,16 +268,32 @@ pub async fn me_probe(
     Ok(all)
 }
 
+/// What the probe thread returns: its samples and the CPU it used.
+pub type ProbeResult = anyhow::Result<(Samples, ThreadStat)>;
+
 /// Runs the `/me` probe on its own OS thread named `me-probe`.
 pub fn spawn_me_probe(
     base: String,
     token: String,
     concurrency: usize,
+    interval: Duration,
     start: Instant,
     duration: Duration,
-) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Samples>>> {
+) -> anyhow::Result<std::thread::JoinHandle<ProbeResult>> {
     std::thread::Builder::new()
         .name("me-probe".into())
-        .spawn(move || runtime()?.block_on(me_probe(base, token, concurrency, start, duration)))
+        .spawn(move || {
+            let before = procfs::current_thread()?;
+            let samples = runtime()?.block_on(me_probe(
+                base,
+                token,
+                concurrency,
+                interval,
+                start,
+                duration,
+            ))?;
+            let used = procfs::current_thread()?.since(&before);
+            Ok((samples, used))
+        })
         .context("cannot spawn the probe thread")
 }

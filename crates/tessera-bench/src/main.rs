@@ -1,40 +1,49 @@
 //! `tessera-bench`: how fast can Tessera sign people in with a password, and does a sign-in
-//! flood stall everything else? (DESIGN.md §6: Argon2id runs on a bounded blocking pool "so a
+//! flood stall everyone else? (DESIGN.md §6: Argon2id runs on a bounded blocking pool "so a
 //! flood of password attempts cannot stall second-step or page requests".)
 //!
-//! Run it in release mode, on an otherwise idle machine:
-//!
 //! ```text
-//! cargo run --release -p tessera-bench -- --seconds 10 --users 50 --concurrency 16
+//! cargo run --release -p tessera-bench                       # defaults, about 30 s
+//! cargo run --release -p tessera-bench -- --seconds 10 --users 200 --concurrency 16
 //! ```
 //!
-//! Phases, in order:
+//! Run it in release mode on an otherwise idle machine. Phases, in order:
 //!
 //! 1. **Raw Argon2id.** `Argon2::default()` (Argon2id v19, m=19456 KiB, t=2, p=1) verifies a
-//!    PHC hash — exactly what a sign-in does — on N OS threads, N = `available_parallelism`
-//!    (the size of the server's hashing pool), for `--raw-seconds`. This is the ceiling: no
-//!    server can sign in more passwords per second than this machine can verify.
+//!    PHC hash — what one sign-in does — on N OS threads, N = `available_parallelism` (the size
+//!    of the server's hashing pool), for `--raw-seconds`. This is the ceiling: the server cannot
+//!    sign in more passwords per second than the machine can verify.
 //! 2. **Server.** A real Tessera server starts in-process on 127.0.0.1:0 through
 //!    `tessera_server::server::start` (SQLite in a temporary directory, per-address limit off,
-//!    no log output) on its own multi-threaded runtime, as `tessera serve` does. `--users`
-//!    accounts are created through `POST /api/v1/accounts` (not measured).
-//! 3. **`/me` baseline.** One signed-in session calls `GET /api/v1/me` back to back for
-//!    `--baseline-seconds` with nothing else running.
+//!    no tracing subscriber so no log output) on its own multi-threaded runtime, like
+//!    `tessera serve`. `--users` accounts (+1 for the probe) are created through
+//!    `POST /api/v1/accounts`; that is not measured.
+//! 3. **`/me` baseline.** A signed-in session calls `GET /api/v1/me` every `--me-interval-ms`
+//!    (0 = back to back) for `--baseline-seconds`, nothing else running.
 //! 4. **Sign-in flood.** `--concurrency` tasks call `POST /api/v1/sessions` with correct
-//!    passwords for `--seconds` while the `/me` probe keeps running. Throughput counts the 201s
-//!    completed inside the window; any other status is listed (429 means the hashing queue shed
-//!    load). The report also shows, per group of threads, CPU time and time spent runnable but
-//!    waiting for a core (from `/proc/self/task/*/schedstat`) — that is where `/me` latency
-//!    under a flood comes from.
-//! 5. **Memory.** VmRSS / VmHWM of the process at each step.
+//!    passwords (HTTP/1.1 keep-alive) for `--seconds` while the `/me` probe keeps going.
+//!    Throughput counts the 201s completed inside the window; any other status is listed (429:
+//!    the hashing queue shed load). Then: where the cores' time went (Argon2, the rest of the
+//!    server, the in-process clients, other processes, hypervisor steal, idle), and per group
+//!    of threads the time on a CPU and the time runnable but waiting for one
+//!    (`/proc/self/task/*/schedstat`) — that waiting is what `/me` latency under a flood is
+//!    made of.
+//! 5. **Raw Argon2id again**, server stopped: shared and virtual machines drift by 10–20%
+//!    within a minute, so the throughput ratio is taken against the mean of phases 1 and 5,
+//!    and each phase says how much CPU other processes and the hypervisor took.
+//! 6. **Memory.** VmRSS / VmHWM of the process after each step.
 //!
-//! How to read it: "sign-in / raw" near 100% means the HTTP, JSON and SQLite work around each
-//! hash is cheap and the pool keeps every core hashing; the target is ≥ 85%. "/me p99 during
-//! flood" is what a signed-in user feels while someone hammers the sign-in endpoint; the target
-//! is < 20 ms. The load generator and the probe run in the same process (on their own threads),
-//! so they take a little CPU from the server: the numbers are a slight underestimate of a
-//! dedicated server. The last lines are PASS/FAIL per target; the exit code is 0 either way
-//! (this is a report, not a test).
+//! How to read it: "% of raw" near 100% means the HTTP, JSON and SQLite work around each hash
+//! is cheap and the pool keeps every core hashing (target ≥ 85%). "/me p99 during the flood"
+//! is what a signed-in user feels while someone hammers sign-in (target < 20 ms). The load
+//! generator and the probe run in this process on their own threads and runtimes, so they take
+//! a little CPU from the server (shown in the breakdown). A WARNING line means other processes
+//! or the hypervisor took more than 5% of the CPU in some phase: rerun on a quiet machine
+//! before believing a FAIL. The exit code is 0 either way: this is a report, not a test.
+//!
+//! `--hashing-nice N` is an experiment, not what the server does: it renices the server's
+//! blocking-pool threads (where Argon2 runs) by N with `renice`, to show what lowering their
+//! priority would do to `/me` latency and to throughput.
 
 mod load;
 mod procfs;
@@ -43,10 +52,11 @@ mod stats;
 
 use anyhow::Context;
 use clap::Parser;
-use procfs::{Memory, ThreadStat};
+use procfs::{CpuTicks, Memory, ThreadStat};
 use stats::{Ms, Summary};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tessera_core::clock::SystemClock;
 use tessera_server::config::Settings;
@@ -56,6 +66,9 @@ use tessera_server::server::{HASH_QUEUE_DEPTH, StartOptions, start};
 const TARGET_THROUGHPUT_RATIO: f64 = 0.85;
 /// Target: p99 of `GET /api/v1/me` during the sign-in flood.
 const TARGET_ME_P99: Duration = Duration::from_millis(20);
+/// A phase is flagged when other processes and the hypervisor took more than this share of the
+/// machine's CPU time.
+const NOISE_THRESHOLD: f64 = 0.05;
 /// Thread name of the server's runtime (workers and blocking pool).
 const SERVER_THREAD: &str = "tessera-rt";
 
@@ -66,29 +79,37 @@ struct Args {
     /// Duration of the sign-in flood, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Duration of the raw Argon2id measurement, in seconds.
-    #[arg(long, default_value_t = 5)]
+    /// Duration of each hashing-only measurement (raw, raw with a reused buffer, the pool
+    /// alone, raw again), in seconds.
+    #[arg(long, default_value_t = 4)]
     raw_seconds: u64,
     /// Duration of the `/me` baseline (no flood), in seconds.
     #[arg(long, default_value_t = 3)]
     baseline_seconds: u64,
-    /// Accounts to create before the flood (sign-up hashes too: about 40 per second here).
+    /// Accounts to create before the flood (sign-up hashes too, so this takes time).
     #[arg(long, default_value_t = 50)]
     users: usize,
-    /// Sign-in requests in flight during the flood. Above the server's queue (512 + pool size)
-    /// the excess is shed with 429.
+    /// Sign-in requests in flight during the flood. Beyond the server's queue (512 + pool
+    /// size) the excess is shed with 429.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Concurrent `/me` probe tasks.
     #[arg(long, default_value_t = 1)]
     me_concurrency: usize,
+    /// Milliseconds between the requests of each `/me` probe task; 0 calls back to back (which
+    /// makes the probe a load generator worth most of a core on a small machine).
+    #[arg(long, default_value_t = 10)]
+    me_interval_ms: u64,
     /// Threads of the raw measurement; defaults to available_parallelism (the server's pool).
     #[arg(long)]
     raw_threads: Option<usize>,
-    /// Worker threads of the server's runtime; defaults to tokio's default (one per core), as
-    /// `tessera serve` uses.
+    /// Worker threads of the server's runtime; defaults to one per core, like `tessera serve`.
     #[arg(long)]
     server_workers: Option<usize>,
+    /// Experiment: renice the server's blocking-pool (Argon2) threads by this much during the
+    /// flood, with `renice`.
+    #[arg(long)]
+    hashing_nice: Option<i32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +118,8 @@ fn main() -> anyhow::Result<()> {
         .map(usize::from)
         .context("cannot read available_parallelism")?;
     let raw_threads = args.raw_threads.unwrap_or(cores).max(1);
+    let raw_window = Duration::from_secs(args.raw_seconds);
+    let me_interval = Duration::from_millis(args.me_interval_ms);
     let mut memory = vec![("start", procfs::memory()?)];
 
     println!("Tessera benchmark: password sign-in vs raw Argon2id; /me under a sign-in flood");
@@ -109,35 +132,40 @@ fn main() -> anyhow::Result<()> {
         }
     );
     println!(
-        "run: raw {} s × {raw_threads} threads | {} users | /me baseline {} s | flood {} s × {} sign-ins in flight, {} /me probe task(s)",
+        "run: hashing-only phases {} s each × {raw_threads} threads | {} users | /me baseline {} s | flood {} s, {} sign-ins in flight | /me probe {} task(s), {}{}",
         args.raw_seconds,
         args.users,
         args.baseline_seconds,
         args.seconds,
         args.concurrency,
-        args.me_concurrency
+        args.me_concurrency,
+        if me_interval.is_zero() {
+            "back to back".to_owned()
+        } else {
+            format!("every {} ms", args.me_interval_ms)
+        },
+        args.hashing_nice.map_or_else(String::new, |n| format!(
+            " | EXPERIMENT: Argon2 threads reniced by {n}"
+        ))
     );
-    println!();
 
     // 1. Raw Argon2id.
-    let raw = raw::measure(
-        load::PASSWORD,
-        raw_threads,
-        Duration::from_secs(args.raw_seconds),
-    )?;
+    let (raw, cpu) = measure_raw(raw_threads, raw_window, raw::Memory::PerHash)?;
+    let raw_noise = cpu.others_share();
+    println!();
     println!(
         "[1] raw Argon2id verify (${}), {} threads, {:.2} s",
         raw.params,
         raw.threads,
         raw.elapsed.as_secs_f64()
     );
+    print_raw(&raw, &cpu);
+    let (reused, cpu) = measure_raw(raw_threads, raw_window, raw::Memory::Reused)?;
+    let reused_noise = cpu.others_share();
     println!(
-        "    total {:.1} hashes/s | per thread {:.1} hashes/s ({:.1} ms each) | per-thread counts {:?}",
-        raw.total_per_sec(),
-        raw.per_thread_per_sec(),
-        1000.0 / raw.per_thread_per_sec(),
-        raw.per_thread
+        "    the same with one reused 19 MiB buffer per thread (no allocation, zeroing or page faults; Tessera does not do this):"
     );
+    print_raw(&reused, &cpu);
     memory.push(("after raw Argon2id", procfs::memory()?));
 
     // 2. The server, on its own runtime like `tessera serve`.
@@ -147,8 +175,8 @@ fn main() -> anyhow::Result<()> {
         builder.worker_threads(workers.max(1));
     }
     let server_rt = builder.build().context("cannot build the server runtime")?;
-    let expected_workers = args.server_workers.unwrap_or(cores).max(1);
-    let server_workers = worker_tids(expected_workers)?;
+    let server_workers =
+        procfs::named_threads(SERVER_THREAD, args.server_workers.unwrap_or(cores).max(1))?;
     let data = tempfile::tempdir().context("cannot create a temporary data directory")?;
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
@@ -156,7 +184,6 @@ fn main() -> anyhow::Result<()> {
         client_rate_limit: 0,
         ..Settings::default()
     };
-    // No tracing subscriber is installed, so the server logs nothing.
     let server = server_rt.block_on(start(
         settings,
         Arc::new(SystemClock),
@@ -170,46 +197,54 @@ fn main() -> anyhow::Result<()> {
         data.path().display(),
         server_workers.len()
     );
-
     let client_rt = load::runtime()?;
     let created = Instant::now();
     let probe_user = args.users; // one extra account, kept out of the flood
     client_rt.block_on(load::create_users(&base, args.users + 1, cores * 2))?;
     let token = client_rt.block_on(load::sign_in(&base, probe_user))?;
     println!(
-        "    created {} users (+1 for the /me probe) in {:.1} s — sign-up hashes too; not measured",
+        "    created {} users (+1 for the /me probe) in {:.1} s; sign-up hashes too, not measured",
         args.users,
         created.elapsed().as_secs_f64()
     );
     memory.push(("server started, users created", procfs::memory()?));
 
     // 3. /me with nothing else running.
-    let baseline_window = Duration::from_secs(args.baseline_seconds);
-    let baseline = load::spawn_me_probe(
+    let (baseline, _) = load::spawn_me_probe(
         base.clone(),
         token.clone(),
         args.me_concurrency,
+        me_interval,
         Instant::now(),
-        baseline_window,
+        Duration::from_secs(args.baseline_seconds),
     )?
     .join()
     .map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
     println!();
-    println!(
-        "[3] /me baseline, no flood, {} s, {} task(s)",
-        args.baseline_seconds, args.me_concurrency
-    );
+    println!("[3] /me baseline, no flood, {} s", args.baseline_seconds);
     print_statuses("    statuses", &baseline);
     let baseline_me = Summary::of(baseline.latencies(200, Duration::MAX));
     print_summary("    200 latency", baseline_me);
     memory.push(("after /me baseline", procfs::memory()?));
 
     // 4. The flood, with the probe running alongside.
+    let renicer = args
+        .hashing_nice
+        .map(|nice| Renicer::spawn(nice, server_workers.clone()))
+        .transpose()?;
     let window = Duration::from_secs(args.seconds);
     let main_tid = procfs::current_tid()?;
     let threads_before = procfs::threads()?;
+    let cpu = CpuTicks::now()?;
     let start_at = Instant::now();
-    let probe = load::spawn_me_probe(base.clone(), token, args.me_concurrency, start_at, window)?;
+    let probe = load::spawn_me_probe(
+        base.clone(),
+        token,
+        args.me_concurrency,
+        me_interval,
+        start_at,
+        window,
+    )?;
     let flood = client_rt.block_on(load::signin_flood(
         base.clone(),
         args.users,
@@ -218,15 +253,19 @@ fn main() -> anyhow::Result<()> {
         window,
     ))?;
     let flood_wall = start_at.elapsed();
-    let during = probe
+    let (during, probe_cpu) = probe
         .join()
         .map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
-    let threads_after = procfs::threads()?;
+    let flood_cpu = CpuTicks::now()?.since(&cpu);
+    let flood_noise = flood_cpu.others_share();
+    let mut threads_used = procfs::delta(&threads_before, &procfs::threads()?);
+    threads_used.insert(0, probe_cpu); // the probe thread has exited: it reported itself
+    let reniced = renicer.map(Renicer::stop).unwrap_or_default();
     memory.push(("after flood", procfs::memory()?));
 
     let ok_in_window = flood.latencies(201, window);
     let signin_rate = ok_in_window.len() as f64 / window.as_secs_f64();
-    let ratio = signin_rate / raw.total_per_sec();
+    let ok_total = flood.latencies(201, Duration::MAX).len();
     println!();
     println!(
         "[4] sign-in flood, {} s, {} in flight over {} accounts (drained after {:.2} s)",
@@ -237,35 +276,68 @@ fn main() -> anyhow::Result<()> {
     );
     print_statuses("    statuses", &flood);
     println!(
-        "    throughput {signin_rate:.1} sign-ins/s (201s completed in the window) = {:.1}% of raw {:.1} hashes/s",
-        ratio * 100.0,
-        raw.total_per_sec()
+        "    throughput {signin_rate:.1} sign-ins/s (201s completed inside the {} s window)",
+        args.seconds
     );
     print_summary("    201 latency", Summary::of(ok_in_window));
-    println!(
-        "    (latency ≈ requests in flight / throughput: {} / {signin_rate:.1} = {:.0} ms of queueing for the pool)",
-        args.concurrency,
-        if signin_rate > 0.0 {
+    if signin_rate > 0.0 {
+        println!(
+            "    (Little's law: {} in flight / {signin_rate:.1} per s = {:.0} ms, nearly all of it queueing for a hashing slot)",
+            args.concurrency,
             args.concurrency as f64 / signin_rate * 1000.0
-        } else {
-            0.0
-        }
-    );
-    println!("  /me during the flood, {} task(s)", args.me_concurrency);
+        );
+    }
+    println!("  /me during the flood");
     print_statuses("    statuses", &during);
     let flood_me = Summary::of(during.latencies(200, window));
     print_summary("    200 latency", flood_me);
-    print_cpu(
-        &procfs::delta(&threads_before, &threads_after),
-        &server_workers,
-        main_tid,
-        flood_wall,
-        cores,
-    );
+    if let Some(nice) = args.hashing_nice {
+        println!("  EXPERIMENT: reniced {reniced} blocking-pool thread(s) by {nice}");
+    }
+    let groups = group_threads(&threads_used, &server_workers, main_tid);
+    print_breakdown(&groups, &flood_cpu, flood_wall, cores, ok_total, &raw);
+    print_groups(&groups, flood_wall, cores);
 
-    // 5. Memory.
+    server_rt.block_on(server.shutdown())?;
+    drop(server_rt);
+
+    // 5. The hashing pool alone.
+    let cpu = CpuTicks::now()?;
+    let pool = raw::measure_pool(
+        load::PASSWORD,
+        cores,
+        HASH_QUEUE_DEPTH,
+        args.concurrency,
+        raw_window,
+    )?;
+    let pool_cpu = CpuTicks::now()?.since(&cpu);
+    let pool_noise = pool_cpu.others_share();
     println!();
-    println!("[5] memory of the process (VmRSS now / VmHWM peak so far)");
+    println!(
+        "[5] Tessera's hashing pool alone (PasswordHasher::verify, {cores} slots, {} in flight, no HTTP, no SQLite), {} s",
+        args.concurrency, args.raw_seconds
+    );
+    println!(
+        "    total {:.1} hashes/s | {:.1} ms on a CPU and {} page faults per hash",
+        pool.per_sec(),
+        pool.cpu_ns as f64 / 1e6 / pool.hashes.max(1) as f64,
+        pool.minor_faults / pool.hashes.max(1)
+    );
+    println!("    machine CPU: {}", pool_cpu.describe());
+
+    // 6. The raw rate again: did the machine change under us?
+    let (raw_after, cpu) = measure_raw(raw_threads, raw_window, raw::Memory::PerHash)?;
+    let raw_after_noise = cpu.others_share();
+    println!();
+    println!(
+        "[6] raw Argon2id again, server stopped, {:.2} s",
+        raw_after.elapsed.as_secs_f64()
+    );
+    print_raw(&raw_after, &cpu);
+
+    // 7. Memory.
+    println!();
+    println!("[7] memory of the process (VmRSS now / VmHWM peak so far)");
     for (label, Memory { rss_kib, hwm_kib }) in &memory {
         println!(
             "    {label:<32} RSS {:>7.1} MiB   HWM {:>7.1} MiB",
@@ -274,23 +346,69 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    server_rt.block_on(server.shutdown())?;
-
+    // Verdicts.
+    let raw_mean = (raw.total_per_sec() + raw_after.total_per_sec()) / 2.0;
+    let ratio = signin_rate / raw_mean;
     println!();
     println!("RESULT");
-    let throughput_ok = ratio >= TARGET_THROUGHPUT_RATIO;
     println!(
-        "    {}  sign-in throughput {:.1}% of raw Argon2id ({signin_rate:.1} vs {:.1}/s; target ≥ {:.0}%)",
-        verdict(throughput_ok),
-        ratio * 100.0,
+        "    raw Argon2id: {:.1}/s before, {:.1}/s after, mean {raw_mean:.1}/s; sign-in {signin_rate:.1}/s = {:.1}% / {:.1}% of each",
         raw.total_per_sec(),
+        raw_after.total_per_sec(),
+        signin_rate / raw.total_per_sec() * 100.0,
+        signin_rate / raw_after.total_per_sec() * 100.0
+    );
+    println!(
+        "    pool alone: {:.1}/s = {:.1}% of the mean raw rate (the hand-off between hashes, without HTTP or SQLite)",
+        pool.per_sec(),
+        pool.per_sec() / raw_mean * 100.0
+    );
+    // Each rate scaled up by the CPU share other processes and the hypervisor took meanwhile.
+    println!(
+        "    raw with a reused buffer: {:.1}/s = {:.1}% of the mean raw rate (headroom Tessera leaves on the table)",
+        reused.total_per_sec(),
+        reused.total_per_sec() / raw_mean * 100.0
+    );
+    let left = |taken: f64| 1.0 - taken.clamp(0.0, 0.9);
+    let raw_quiet = (raw.total_per_sec() / left(raw_noise)
+        + raw_after.total_per_sec() / left(raw_after_noise))
+        / 2.0;
+    let signin_quiet = signin_rate / left(flood_noise);
+    println!(
+        "    load-adjusted (each rate divided by the CPU share left to this process): sign-in {signin_quiet:.1}/s vs raw {raw_quiet:.1}/s = {:.1}%",
+        signin_quiet / raw_quiet * 100.0
+    );
+    let noise = [
+        ("raw Argon2id", raw_noise),
+        ("raw, reused buffer", reused_noise),
+        ("sign-in flood", flood_noise),
+        ("pool alone", pool_noise),
+        ("raw Argon2id again", raw_after_noise),
+    ];
+    let noisy: Vec<String> = noise
+        .iter()
+        .filter(|(_, share)| *share > NOISE_THRESHOLD)
+        .map(|(phase, share)| format!("{phase} {:.0}%", share * 100.0))
+        .collect();
+    if !noisy.is_empty() {
+        println!(
+            "    WARNING  other processes + hypervisor steal took CPU during: {}; rerun on a quiet machine before trusting a FAIL",
+            noisy.join(", ")
+        );
+    }
+    println!(
+        "    {}  sign-in throughput {:.1}% of raw Argon2id ({signin_rate:.1} vs {raw_mean:.1}/s; target ≥ {:.0}%)",
+        verdict(ratio >= TARGET_THROUGHPUT_RATIO),
+        ratio * 100.0,
         TARGET_THROUGHPUT_RATIO * 100.0
     );
     match flood_me {
         Some(summary) => println!(
-            "    {}  /me p99 during the flood {} (baseline {}; target < {})",
+            "    {}  /me p99 during the flood {} (p50 {}, max {}; baseline p99 {}; target < {})",
             verdict(summary.p99 < TARGET_ME_P99),
             Ms(summary.p99),
+            Ms(summary.p50),
+            Ms(summary.max),
             baseline_me.map_or_else(|| "n/a".to_owned(), |b| Ms(b.p99).to_string()),
             Ms(TARGET_ME_P99)
         ),
@@ -303,20 +421,74 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
-/// The server runtime's worker threads: the `tessera-rt` threads that exist right after the
-/// runtime is built (the blocking pool starts its threads on demand, later).
-fn worker_tids(expected: usize) -> anyhow::Result<BTreeSet<u32>> {
-    let started = Instant::now();
-    loop {
-        let workers: BTreeSet<u32> = procfs::threads()?
-            .into_iter()
-            .filter(|(_, thread)| thread.name == SERVER_THREAD)
-            .map(|(tid, _)| tid)
-            .collect();
-        if workers.len() >= expected || started.elapsed() > Duration::from_secs(2) {
-            return Ok(workers);
-        }
-        std::thread::sleep(Duration::from_millis(5));
+/// The raw measurement, with the machine's CPU accounting over it.
+fn measure_raw(
+    threads: usize,
+    window: Duration,
+    memory: raw::Memory,
+) -> anyhow::Result<(raw::RawRate, CpuTicks)> {
+    let cpu = CpuTicks::now()?;
+    let raw = raw::measure(load::PASSWORD, threads, window, memory)?;
+    Ok((raw, CpuTicks::now()?.since(&cpu)))
+}
+
+fn print_raw(raw: &raw::RawRate, cpu: &CpuTicks) {
+    println!(
+        "    total {:.1} hashes/s | per thread {:.1}/s = {:.1} ms each, {:.1} ms of it on a CPU | {} page faults per hash | counts {:?}",
+        raw.total_per_sec(),
+        raw.per_thread_per_sec(),
+        1000.0 / raw.per_thread_per_sec(),
+        raw.cpu_per_hash().as_secs_f64() * 1000.0,
+        raw.faults_per_hash(),
+        raw.per_thread
+    );
+    println!("    machine CPU: {}", cpu.describe());
+}
+
+/// Renices the server's blocking-pool threads as they appear (the experiment).
+struct Renicer {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Renicer {
+    fn spawn(nice: i32, workers: BTreeSet<u32>) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("renicer".into())
+            .spawn(move || {
+                let mut done = BTreeSet::new();
+                while !flag.load(Ordering::Relaxed) {
+                    let threads = procfs::threads().unwrap_or_default();
+                    for (tid, thread) in threads {
+                        if thread.name != SERVER_THREAD
+                            || workers.contains(&tid)
+                            || done.contains(&tid)
+                        {
+                            continue;
+                        }
+                        let status = std::process::Command::new("renice")
+                            .args(["-n", &nice.to_string(), "-p", &tid.to_string()])
+                            .stdout(std::process::Stdio::null())
+                            .status();
+                        if status.is_ok_and(|status| status.success()) {
+                            done.insert(tid);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                done.len()
+            })
+            .context("cannot spawn the renicer")?;
+        // Let it catch the existing pool threads before the flood starts.
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
     }
 }
 
@@ -342,66 +514,147 @@ fn print_summary(label: &str, summary: Option<Summary>) {
     }
 }
 
-/// CPU and run-queue wait per group of threads during the flood.
-fn print_cpu(
+/// Scheduler totals of a group of threads.
+#[derive(Debug, Default)]
+struct Group {
+    threads: usize,
+    run_ns: u64,
+    wait_ns: u64,
+    slices: u64,
+    minor_faults: u64,
+}
+
+const POOL: &str = "server blocking pool (Argon2)";
+const WORKERS: &str = "server async workers";
+const SQLITE: &str = "server SQLite threads";
+const FLOOD: &str = "client: sign-in flood";
+const PROBE: &str = "client: /me probe";
+
+fn group_threads(
     delta: &BTreeMap<u32, ThreadStat>,
     server_workers: &BTreeSet<u32>,
     main_tid: u32,
-    wall: Duration,
-    cores: usize,
-) {
-    #[derive(Default)]
-    struct Group {
-        threads: usize,
-        run_ns: u64,
-        wait_ns: u64,
-        slices: u64,
-    }
+) -> BTreeMap<&'static str, Group> {
     let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
     for (tid, stat) in delta {
         if stat.run_ns == 0 && stat.slices == 0 {
             continue;
         }
         let group = if server_workers.contains(tid) {
-            "server async workers"
+            WORKERS
         } else if stat.name == SERVER_THREAD {
-            "server blocking pool (Argon2)"
+            POOL
         } else if stat.name.starts_with("sqlx") {
-            "server SQLite threads"
+            SQLITE
         } else if *tid == main_tid {
-            "client: sign-in flood"
+            FLOOD
         } else if stat.name == "me-probe" {
-            "client: /me probe"
+            PROBE
         } else {
-            "other"
+            "other threads of this process"
         };
         let entry = groups.entry(group).or_default();
         entry.threads += 1;
         entry.run_ns += stat.run_ns;
         entry.wait_ns += stat.wait_ns;
         entry.slices += stat.slices;
+        entry.minor_faults += stat.minor_faults;
     }
-    let wall_ns = wall.as_nanos() as f64;
-    let total_run: u64 = groups.values().map(|g| g.run_ns).sum();
+    groups
+}
+
+/// Where the cores' time went during the flood.
+fn print_breakdown(
+    groups: &BTreeMap<&str, Group>,
+    machine: &CpuTicks,
+    wall: Duration,
+    cores: usize,
+    signins: usize,
+    raw: &raw::RawRate,
+) {
+    let capacity_ns = wall.as_nanos() as f64 * cores as f64;
+    let run = |names: &[&str]| -> f64 {
+        names
+            .iter()
+            .filter_map(|name| groups.get(name))
+            .map(|g| g.run_ns as f64)
+            .sum::<f64>()
+            / capacity_ns
+            * 100.0
+    };
+    let pool_ns = groups.get(POOL).map_or(0, |g| g.run_ns);
+    let pool_faults = groups.get(POOL).map_or(0, |g| g.minor_faults);
+    let rows = [
+        (
+            "Argon2 (server blocking pool)".to_owned(),
+            run(&[POOL]),
+            format!(
+                "{:.1} ms of CPU and {} page faults per sign-in; raw: {:.1} ms, {} faults per hash",
+                pool_ns as f64 / 1e6 / signins.max(1) as f64,
+                pool_faults / signins.max(1) as u64,
+                raw.cpu_per_hash().as_secs_f64() * 1000.0,
+                raw.faults_per_hash()
+            ),
+        ),
+        (
+            "rest of the server".to_owned(),
+            run(&[WORKERS, SQLITE]),
+            "HTTP, JSON, sessions, SQLite".to_owned(),
+        ),
+        (
+            "in-process load generator + probe".to_owned(),
+            run(&[FLOOD, PROBE, "other threads of this process"]),
+            "would be on another machine in production".to_owned(),
+        ),
+        (
+            "other processes".to_owned(),
+            machine.others_only_share() * 100.0,
+            String::new(),
+        ),
+        (
+            "hypervisor steal".to_owned(),
+            machine.steal_share() * 100.0,
+            String::new(),
+        ),
+        (
+            "idle".to_owned(),
+            machine.idle_share() * 100.0,
+            "a hashing slot was free while sign-ins waited".to_owned(),
+        ),
+    ];
     println!(
-        "  CPU during the flood ({:.2} s wall × {cores} cores = {:.2} core-s; used {:.2} core-s = {:.0}%)",
+        "  where the {cores} cores' time went ({:.2} s × {cores} = {:.2} core-s):",
         wall.as_secs_f64(),
-        wall.as_secs_f64() * cores as f64,
-        total_run as f64 / 1e9,
-        total_run as f64 / (wall_ns * cores as f64) * 100.0
+        wall.as_secs_f64() * cores as f64
+    );
+    for (label, share, note) in rows {
+        println!("    {label:<36} {share:>5.1}%   {note}");
+    }
+}
+
+/// Per group of threads: time on a CPU and time runnable but waiting for one.
+fn print_groups(groups: &BTreeMap<&str, Group>, wall: Duration, cores: usize) {
+    let wall_ns = wall.as_nanos() as f64;
+    println!(
+        "  per thread group, in % of ONE core over {:.2} s (the Argon2 pool can use {}00%):",
+        wall.as_secs_f64(),
+        cores
     );
     println!(
-        "    {:<31} {:>7} {:>8} {:>7} {:>12} {:>9} {:>15}",
-        "threads", "count", "cpu s", "% core", "runq wait s", "slices", "wait per slice"
+        "    {:<30} {:>7} {:>8} {:>13} {:>10} {:>12}",
+        "threads", "threads", "on CPU", "runnable but", "times", "mean wait"
     );
-    for (name, g) in &groups {
+    println!(
+        "    {:<30} {:>7} {:>8} {:>13} {:>10} {:>12}",
+        "", "", "", "waiting", "scheduled", "per slice"
+    );
+    for (name, g) in groups {
         println!(
-            "    {:<31} {:>7} {:>8.2} {:>6.0}% {:>12.2} {:>9} {:>15}",
+            "    {:<30} {:>7} {:>7.0}% {:>12.0}% {:>10} {:>12}",
             name,
             g.threads,
-            g.run_ns as f64 / 1e9,
             g.run_ns as f64 / wall_ns * 100.0,
-            g.wait_ns as f64 / 1e9,
+            g.wait_ns as f64 / wall_ns * 100.0,
             g.slices,
             Ms(Duration::from_nanos(g.wait_ns / g.slices.max(1))).to_string()
         );

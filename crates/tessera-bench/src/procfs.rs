@@ -3,8 +3,9 @@
 //! (`/proc/self/task/<tid>/schedstat`: run ns, run-queue wait ns, timeslices).
 
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::time::{Duration, Instant};
 
 /// Resident memory of the process, in KiB.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +38,99 @@ pub fn memory() -> anyhow::Result<Memory> {
     })
 }
 
+/// CPU time counters of the whole machine and of this process, in clock ticks (the unit
+/// cancels out: only shares are reported).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTicks {
+    /// Every core's busy time (user, nice, system, irq, softirq), all processes.
+    pub busy: u64,
+    /// Idle and I/O wait.
+    pub idle: u64,
+    /// Time the hypervisor ran something else on our virtual cores.
+    pub steal: u64,
+    /// This process's user and system time (its live and exited threads).
+    pub this_process: u64,
+}
+
+impl CpuTicks {
+    /// Reads `/proc/stat` and `/proc/self/stat`.
+    pub fn now() -> anyhow::Result<Self> {
+        let stat = fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+        let line = stat
+            .lines()
+            .find(|line| line.starts_with("cpu "))
+            .context("no cpu line in /proc/stat")?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("cannot parse {line:?}"))?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        let own = fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
+        // Fields after the parenthesized name: state is first, utime the 12th, stime the 13th.
+        let after_name = own.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |i: usize| -> u64 {
+            fields
+                .get(i)
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Self {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3) + at(4),
+            steal: at(7),
+            this_process: field(11) + field(12),
+        })
+    }
+
+    /// The counters accumulated since `before`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            busy: self.busy.saturating_sub(before.busy),
+            idle: self.idle.saturating_sub(before.idle),
+            steal: self.steal.saturating_sub(before.steal),
+            this_process: self.this_process.saturating_sub(before.this_process),
+        }
+    }
+
+    fn share(&self, ticks: u64) -> f64 {
+        ticks as f64 / (self.busy + self.idle + self.steal).max(1) as f64
+    }
+
+    /// The share of the machine's CPU time used by other processes, 0–1.
+    pub fn others_only_share(&self) -> f64 {
+        self.share(self.busy.saturating_sub(self.this_process))
+    }
+
+    /// The share taken by the hypervisor for other guests, 0–1.
+    pub fn steal_share(&self) -> f64 {
+        self.share(self.steal)
+    }
+
+    /// The share of idle time, 0–1.
+    pub fn idle_share(&self) -> f64 {
+        self.share(self.idle)
+    }
+
+    /// The share taken away from this process by other processes and the hypervisor, 0–1.
+    pub fn others_share(&self) -> f64 {
+        self.others_only_share() + self.steal_share()
+    }
+
+    /// One line: shares of the machine's CPU time.
+    pub fn describe(&self) -> String {
+        format!(
+            "this process {:.0}%, other processes {:.0}%, hypervisor steal {:.0}%, idle {:.0}%",
+            self.share(self.this_process.min(self.busy)) * 100.0,
+            self.others_only_share() * 100.0,
+            self.steal_share() * 100.0,
+            self.idle_share() * 100.0
+        )
+    }
+}
+
 /// Scheduler statistics of one thread.
 #[derive(Debug, Clone, Default)]
 pub struct ThreadStat {
@@ -48,6 +142,21 @@ pub struct ThreadStat {
     pub wait_ns: u64,
     /// Times it was scheduled onto a CPU.
     pub slices: u64,
+    /// Minor page faults (memory touched for the first time, or again after being returned).
+    pub minor_faults: u64,
+}
+
+impl ThreadStat {
+    /// What the thread did since `before`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            name: self.name.clone(),
+            run_ns: self.run_ns.saturating_sub(before.run_ns),
+            wait_ns: self.wait_ns.saturating_sub(before.wait_ns),
+            slices: self.slices.saturating_sub(before.slices),
+            minor_faults: self.minor_faults.saturating_sub(before.minor_faults),
+        }
+    }
 }
 
 /// Every thread of the process, by thread id. Threads that exit while being read are skipped.
@@ -63,9 +172,10 @@ pub fn threads() -> anyhow::Result<BTreeMap<u32, ThreadStat>> {
             continue;
         };
         let dir = entry.path();
-        let (Ok(name), Ok(sched)) = (
+        let (Ok(name), Ok(sched), Ok(stat)) = (
             fs::read_to_string(dir.join("comm")),
             fs::read_to_string(dir.join("schedstat")),
+            fs::read_to_string(dir.join("stat")),
         ) else {
             continue;
         };
@@ -82,10 +192,41 @@ pub fn threads() -> anyhow::Result<BTreeMap<u32, ThreadStat>> {
                 run_ns,
                 wait_ns,
                 slices,
+                minor_faults: minor_faults(&stat),
             },
         );
     }
     Ok(out)
+}
+
+/// The calling thread's own scheduler statistics.
+pub fn current_thread() -> anyhow::Result<ThreadStat> {
+    let sched = fs::read_to_string("/proc/thread-self/schedstat")
+        .context("cannot read /proc/thread-self/schedstat")?;
+    let mut fields = sched.split_whitespace().map(str::parse::<u64>);
+    let mut next = || -> anyhow::Result<u64> {
+        fields
+            .next()
+            .context("short schedstat")?
+            .context("cannot parse schedstat")
+    };
+    let stat = fs::read_to_string("/proc/thread-self/stat")
+        .context("cannot read /proc/thread-self/stat")?;
+    Ok(ThreadStat {
+        name: std::thread::current().name().unwrap_or("").to_owned(),
+        run_ns: next()?,
+        wait_ns: next()?,
+        slices: next()?,
+        minor_faults: minor_faults(&stat),
+    })
+}
+
+/// The `minflt` field of a `stat` file (the 10th; the 8th after the parenthesized name).
+fn minor_faults(stat: &str) -> u64 {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The calling thread's id.
@@ -106,15 +247,25 @@ pub fn delta(
         .iter()
         .map(|(tid, now)| {
             let then = before.get(tid).cloned().unwrap_or_default();
-            (
-                *tid,
-                ThreadStat {
-                    name: now.name.clone(),
-                    run_ns: now.run_ns.saturating_sub(then.run_ns),
-                    wait_ns: now.wait_ns.saturating_sub(then.wait_ns),
-                    slices: now.slices.saturating_sub(then.slices),
-                },
-            )
+            (*tid, now.since(&then))
         })
         .collect()
+}
+
+/// The ids of the threads named `name`, once there are at least `expected` of them (or after
+/// two seconds). Right after a tokio runtime is built these are its workers: its blocking pool
+/// starts threads on demand, later.
+pub fn named_threads(name: &str, expected: usize) -> anyhow::Result<BTreeSet<u32>> {
+    let started = Instant::now();
+    loop {
+        let found: BTreeSet<u32> = threads()?
+            .into_iter()
+            .filter(|(_, thread)| thread.name == name)
+            .map(|(tid, _)| tid)
+            .collect();
+        if found.len() >= expected || started.elapsed() > Duration::from_secs(2) {
+            return Ok(found);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -1,14 +1,17 @@
-//! Phase 1: the machine's raw Argon2id rate, with nothing else running.
+//! Phases 1 and 6: the machine's raw Argon2id rate, with nothing else running; phase 5: the
+//! same through Tessera's hashing pool.
 //!
 //! Each thread does what one sign-in does in `tessera_core::password::PasswordHasher::verify`:
 //! parse the stored PHC string and verify a password against it with `Argon2::default()`
 //! (Argon2id v19, m=19456 KiB, t=2, p=1), allocating the 19 MiB of blocks afresh each time.
 
+use crate::procfs;
 use anyhow::{Context, bail};
-use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Argon2, Block, Params};
 use std::time::{Duration, Instant};
+use tessera_core::password::PasswordHasher;
 
 /// The result of the raw measurement.
 #[derive(Debug, Clone)]
@@ -19,6 +22,10 @@ pub struct RawRate {
     pub threads: usize,
     /// Verifications per thread.
     pub per_thread: Vec<u64>,
+    /// CPU time the hashing threads got, in nanoseconds (from their schedstat).
+    pub cpu_ns: u64,
+    /// Minor page faults of the hashing threads.
+    pub minor_faults: u64,
     /// Wall time from start until every thread stopped.
     pub elapsed: Duration,
 }
@@ -29,14 +36,41 @@ impl RawRate {
         self.per_thread.iter().sum::<u64>() as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// CPU time per verification.
+    pub fn cpu_per_hash(&self) -> Duration {
+        let hashes = self.per_thread.iter().sum::<u64>().max(1);
+        Duration::from_nanos(self.cpu_ns / hashes)
+    }
+
+    /// Minor page faults per verification (a fresh 19 MiB is 4,864 pages of 4 KiB).
+    pub fn faults_per_hash(&self) -> u64 {
+        self.minor_faults / self.per_thread.iter().sum::<u64>().max(1)
+    }
+
     /// Verifications per second per thread.
     pub fn per_thread_per_sec(&self) -> f64 {
         self.total_per_sec() / self.threads.max(1) as f64
     }
 }
 
+/// How each verification gets its 19 MiB of Argon2 memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// Allocated (zeroed) and freed by every verification: `verify_password`, what Tessera
+    /// does.
+    PerHash,
+    /// One buffer per thread, reused (`hash_password_into_with_memory`): no allocation, no
+    /// zeroing, no page faults. Argon2 writes every block before reading it, so this is safe.
+    Reused,
+}
+
 /// Verifies `password` against its own Argon2id hash on `threads` OS threads for `duration`.
-pub fn measure(password: &str, threads: usize, duration: Duration) -> anyhow::Result<RawRate> {
+pub fn measure(
+    password: &str,
+    threads: usize,
+    duration: Duration,
+    memory: Memory,
+) -> anyhow::Result<RawRate> {
     let argon2 = Argon2::default();
     let phc = argon2
         .hash_password(password.as_bytes())
@@ -51,23 +85,53 @@ pub fn measure(password: &str, threads: usize, duration: Duration) -> anyhow::Re
 
     // One untimed verification, so page faults of the first 19 MiB allocation are not counted.
     verify_once(&argon2, &phc, password)?;
+    // For `Memory::Reused`: the raw Argon2id output for a fixed salt.
+    let salt = b"tessera-bench-salt";
+    let mut expected = [0_u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into(password.as_bytes(), salt, &mut expected)
+        .map_err(|error| anyhow::anyhow!("argon2: {error}"))?;
 
     let start = Instant::now();
     let deadline = start + duration;
     let per_thread = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
-                let phc = phc.as_str();
+                let (phc, expected) = (phc.as_str(), &expected);
                 std::thread::Builder::new()
                     .name(format!("raw-argon2-{i}"))
-                    .spawn_scoped(scope, move || -> anyhow::Result<u64> {
+                    .spawn_scoped(scope, move || -> anyhow::Result<(u64, u64, u64)> {
                         let argon2 = Argon2::default();
+                        let mut blocks = match memory {
+                            Memory::PerHash => Vec::new(),
+                            Memory::Reused => {
+                                vec![Block::new(); Params::DEFAULT.block_count()]
+                            }
+                        };
+                        let before = procfs::current_thread()?;
                         let mut done = 0_u64;
                         while Instant::now() < deadline {
-                            verify_once(&argon2, phc, password)?;
+                            match memory {
+                                Memory::PerHash => verify_once(&argon2, phc, password)?,
+                                Memory::Reused => {
+                                    let mut out = [0_u8; Params::DEFAULT_OUTPUT_LEN];
+                                    argon2
+                                        .hash_password_into_with_memory(
+                                            password.as_bytes(),
+                                            salt,
+                                            &mut out,
+                                            &mut blocks,
+                                        )
+                                        .map_err(|error| anyhow::anyhow!("argon2: {error}"))?;
+                                    if &out != expected {
+                                        bail!("reused-memory Argon2 gave a different output");
+                                    }
+                                }
+                            }
                             done += 1;
                         }
-                        Ok(done)
+                        let used = procfs::current_thread()?.since(&before);
+                        Ok((done, used.run_ns, used.minor_faults))
                     })
                     .context("cannot spawn a hashing thread")
             })
@@ -78,12 +142,14 @@ pub fn measure(password: &str, threads: usize, duration: Duration) -> anyhow::Re
                 Ok(result) => result,
                 Err(_) => bail!("a hashing thread panicked"),
             })
-            .collect::<anyhow::Result<Vec<u64>>>()
+            .collect::<anyhow::Result<Vec<(u64, u64, u64)>>>()
     })?;
     Ok(RawRate {
         params,
         threads,
-        per_thread,
+        cpu_ns: per_thread.iter().map(|(_, cpu, _)| cpu).sum(),
+        minor_faults: per_thread.iter().map(|(_, _, faults)| faults).sum(),
+        per_thread: per_thread.into_iter().map(|(done, _, _)| done).collect(),
         elapsed: start.elapsed(),
     })
 }
@@ -93,4 +159,96 @@ fn verify_once(argon2: &Argon2<'_>, phc: &str, password: &str) -> anyhow::Result
     argon2
         .verify_password(password.as_bytes(), &parsed)
         .map_err(|error| anyhow::anyhow!("argon2 verify: {error}"))
+}
+
+/// Phase 5: Tessera's own hashing pool, without HTTP or SQLite.
+///
+/// `tessera_core::password::PasswordHasher` with the server's size (`slots`) and queue, on a
+/// multi-threaded runtime like the server's; `concurrency` tasks verify back to back. What it
+/// loses against [`measure`] is the hand-off between jobs: the semaphore slot is given back
+/// only when the waiting async task has been woken and polled, and the next job must then be
+/// handed to a blocking thread.
+pub fn measure_pool(
+    password: &str,
+    slots: usize,
+    queue: usize,
+    concurrency: usize,
+    window: Duration,
+) -> anyhow::Result<PoolRate> {
+    const NAME: &str = "pool-rt";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(NAME)
+        .build()
+        .context("cannot build the pool runtime")?;
+    let workers = procfs::named_threads(NAME, slots)?;
+    let before = procfs::threads()?;
+    let hashes = runtime.block_on(async {
+        let hasher = PasswordHasher::new(slots, queue);
+        let phc = hasher
+            .hash(tessera_core::password::normalize(password))
+            .await
+            .map_err(|error| anyhow::anyhow!("hash: {error}"))?;
+        let start = Instant::now();
+        let deadline = start + window;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency.max(1) {
+            let (hasher, phc, password) = (hasher.clone(), phc.clone(), password.to_owned());
+            tasks.spawn(async move {
+                let mut done = 0_u64;
+                while Instant::now() < deadline {
+                    let matched = hasher
+                        .verify(&password, Some(phc.clone()))
+                        .await
+                        .map_err(|error| anyhow::anyhow!("verify: {error}"))?;
+                    if !matched {
+                        bail!("the pool did not match the password");
+                    }
+                    if start.elapsed() <= window {
+                        done += 1;
+                    }
+                }
+                Ok(done)
+            });
+        }
+        let mut total = 0;
+        while let Some(joined) = tasks.join_next().await {
+            total += joined.context("pool task failed")??;
+        }
+        anyhow::Ok(total)
+    })?;
+    let used = procfs::delta(&before, &procfs::threads()?);
+    let blocking = used
+        .iter()
+        .filter(|(tid, thread)| thread.name == NAME && !workers.contains(tid));
+    let (cpu_ns, minor_faults) = blocking.fold((0, 0), |(cpu, faults), (_, thread)| {
+        (cpu + thread.run_ns, faults + thread.minor_faults)
+    });
+    Ok(PoolRate {
+        hashes,
+        window,
+        cpu_ns,
+        minor_faults,
+    })
+}
+
+/// The result of [`measure_pool`].
+#[derive(Debug, Clone, Copy)]
+pub struct PoolRate {
+    /// Verifications completed inside the window.
+    pub hashes: u64,
+    /// The window.
+    pub window: Duration,
+    /// CPU time of the blocking threads (the hashing), nanoseconds; includes the hashes that
+    /// finished just after the window.
+    pub cpu_ns: u64,
+    /// Minor page faults of the blocking threads.
+    pub minor_faults: u64,
+}
+
+impl PoolRate {
+    /// Verifications per second.
+    pub fn per_sec(&self) -> f64 {
+        self.hashes as f64 / self.window.as_secs_f64()
+    }
 }

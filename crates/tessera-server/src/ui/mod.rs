@@ -122,6 +122,20 @@ fn parse_form<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     })
 }
 
+/// A signed-in page's form post: its session, its fields, and its CSRF token checked.
+async fn signed_in_form<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(FullSession, T), Response> {
+    let auth = page_session(state, headers).await?;
+    let CsrfForm { csrf_token } = parse_form(body)?;
+    if !csrf_ok(state, &auth, &csrf_token) {
+        return Err(csrf_failure());
+    }
+    Ok((auth, parse_form(body)?))
+}
+
 fn csrf_ok(state: &AppState, auth: &Authenticated, presented: &str) -> bool {
     state.services.check_csrf(auth, presented)
 }
@@ -490,12 +504,8 @@ async fn render_security(
 
 #[derive(Deserialize)]
 struct PasswordForm {
-    #[serde(default)]
-    csrf_token: String,
     current_password: String,
     new_password: String,
-    #[serde(default, rename = "username")]
-    _username: String,
 }
 
 async fn change_password(
@@ -504,17 +514,10 @@ async fn change_password(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = match page_session(&state, &headers).await {
-        Ok(auth) => auth,
+    let (auth, form) = match signed_in_form::<PasswordForm>(&state, &headers, &body).await {
+        Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let form: PasswordForm = match parse_form(&body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    if !csrf_ok(&state, &auth, &form.csrf_token) {
-        return csrf_failure();
-    }
     let mut errors = PasswordErrors::default();
     let status = match state
         .services
@@ -560,17 +563,10 @@ async fn revoke_session(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let auth = match page_session(&state, &headers).await {
-        Ok(auth) => auth,
+    let (auth, CsrfForm { .. }) = match signed_in_form::<CsrfForm>(&state, &headers, &body).await {
+        Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let form: CsrfForm = match parse_form(&body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    if !csrf_ok(&state, &auth, &form.csrf_token) {
-        return csrf_failure();
-    }
     let Ok(id) = id.parse::<SessionId>() else {
         return error_page(&Error::NotFound);
     };

@@ -4,6 +4,7 @@
 use crate::support::app::{PASSWORD, TestApp};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use thirtyfour::PageLoadStrategy;
 use thirtyfour::prelude::*;
 
 struct ChromeDriver {
@@ -69,6 +70,9 @@ async fn browser(driver: &ChromeDriver) -> WebDriver {
     ] {
         caps.add_arg(arg).unwrap();
     }
+    // Commands never wait for page loads (chromedriver can block for its whole page-load timeout
+    // when a click's navigation starts late); every step waits for what it expects instead.
+    caps.set_page_load_strategy(PageLoadStrategy::None).unwrap();
     WebDriver::new(&driver.url, caps)
         .await
         .expect("a Chromium session")
@@ -111,14 +115,23 @@ async fn wait_for_url(browser: &WebDriver, suffix: &str) {
     );
 }
 
+/// Waits (bounded) until the page shows `needle`.
+async fn wait_for_text(browser: &WebDriver, needle: &str) {
+    for _ in 0..100 {
+        if page_text(browser).await.contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = browser.current_url().await.unwrap();
+    panic!("expected {needle:?} at {url}: {}", page_text(browser).await);
+}
+
 async fn page_text(browser: &WebDriver) -> String {
-    browser
-        .find(By::Tag("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    match browser.find(By::Tag("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(error) => format!("(no page: {error})"),
+    }
 }
 
 #[tokio::test]
@@ -128,6 +141,7 @@ async fn the_api_documentation_renders_under_its_content_security_policy() {
     let browser = browser(&driver).await;
     let result = async {
         browser.goto(app.url("/api/docs/")).await?;
+        wait_for_text(&browser, "Tessera API").await;
         let title = browser
             .query(By::Css(".info .title"))
             .first()
@@ -156,31 +170,30 @@ async fn sign_up_sign_in_security_settings_and_sign_out_in_chromium() {
     let result = async {
         // Sign up; a weak password is explained next to the field.
         browser.goto(app.url("/signup")).await?;
+        wait_for_text(&browser, "Create an account").await;
         fill(&browser, "display_name", "Ann Example").await;
         fill(&browser, "email", "ann@example.com").await;
         fill(&browser, "password", "password123").await;
         submit(&browser).await;
+        wait_for_text(&browser, "appears in lists of commonly used passwords").await;
         let error = browser.find(By::Id("password-error")).await?.text().await?;
         assert!(error.contains("commonly used"), "{error}");
         fill(&browser, "password", PASSWORD).await;
         submit(&browser).await;
         wait_for_url(&browser, "/login?created=1").await;
-        assert!(page_text(&browser).await.contains("Your account is ready"));
+        wait_for_text(&browser, "Your account is ready").await;
 
         // A wrong password, then the right one.
         fill(&browser, "email", "ann@example.com").await;
         fill(&browser, "password", "not-my-password").await;
         submit(&browser).await;
-        assert!(
-            page_text(&browser)
-                .await
-                .contains("The email or password is incorrect.")
-        );
+        wait_for_text(&browser, "The email or password is incorrect.").await;
         fill(&browser, "password", PASSWORD).await;
         submit(&browser).await;
 
         // Settings → Security.
         wait_for_url(&browser, "/settings/security").await;
+        wait_for_text(&browser, "Recent security activity").await;
         let text = page_text(&browser).await;
         assert!(text.contains("Settings · Security"), "{text}");
         assert!(text.contains("Ann Example"));
@@ -190,16 +203,17 @@ async fn sign_up_sign_in_security_settings_and_sign_out_in_chromium() {
         let cookie = browser.get_named_cookie("tessera_session").await?;
         assert_eq!(cookie.http_only, Some(true));
 
-        // Sign out.
+        // Sign out; the settings page is then out of reach.
         browser
             .find(By::Css("header form button"))
             .await?
             .click()
             .await?;
         wait_for_url(&browser, "/login?signed_out=1").await;
-        assert!(page_text(&browser).await.contains("You are signed out."));
+        wait_for_text(&browser, "You are signed out.").await;
         browser.goto(app.url("/settings/security")).await?;
         wait_for_url(&browser, "/login").await;
+        wait_for_text(&browser, "Sign in").await;
         Ok::<_, WebDriverError>(())
     }
     .await;
