@@ -3,16 +3,19 @@
 //! flood of password attempts cannot stall second-step or page requests".)
 //!
 //! ```text
-//! cargo run --release -p tessera-bench                       # defaults, about 30 s
+//! cargo run --release -p tessera-bench                       # defaults, about 35 s
 //! cargo run --release -p tessera-bench -- --seconds 10 --users 200 --concurrency 16
+//! cargo run --release -p tessera-bench -- --model-fix        # + the pool-design experiment
 //! ```
 //!
 //! Run it in release mode on an otherwise idle machine. Phases, in order:
 //!
 //! 1. **Raw Argon2id.** `Argon2::default()` (Argon2id v19, m=19456 KiB, t=2, p=1) verifies a
-//!    PHC hash — what one sign-in does — on N OS threads, N = `available_parallelism` (the size
-//!    of the server's hashing pool), for `--raw-seconds`. This is the ceiling: the server cannot
-//!    sign in more passwords per second than the machine can verify.
+//!    PHC hash — what one sign-in does, allocating its 19 MiB each time — on N OS threads,
+//!    N = `available_parallelism` (the size of the server's hashing pool), back to back, for
+//!    `--raw-seconds`. This is the reference: the server cannot sign in more passwords per
+//!    second than the machine verifies this way. Then the same with one reused buffer per
+//!    thread (no allocation, zeroing or page faults), to show what the allocation costs.
 //! 2. **Server.** A real Tessera server starts in-process on 127.0.0.1:0 through
 //!    `tessera_server::server::start` (SQLite in a temporary directory, per-address limit off,
 //!    no tracing subscriber so no log output) on its own multi-threaded runtime, like
@@ -24,28 +27,37 @@
 //!    passwords (HTTP/1.1 keep-alive) for `--seconds` while the `/me` probe keeps going.
 //!    Throughput counts the 201s completed inside the window; any other status is listed (429:
 //!    the hashing queue shed load). Then: where the cores' time went (Argon2, the rest of the
-//!    server, the in-process clients, other processes, hypervisor steal, idle), and per group
-//!    of threads the time on a CPU and the time runnable but waiting for one
-//!    (`/proc/self/task/*/schedstat`) — that waiting is what `/me` latency under a flood is
-//!    made of.
-//! 5. **Raw Argon2id again**, server stopped: shared and virtual machines drift by 10–20%
-//!    within a minute, so the throughput ratio is taken against the mean of phases 1 and 5,
+//!    server, the in-process clients, other processes, hypervisor steal, idle), CPU time and
+//!    page faults per hash, and per group of threads the time on a CPU and the time runnable
+//!    but waiting for one (`/proc/self/task/*/schedstat`) — that waiting is what `/me` latency
+//!    under a flood is made of.
+//! 5. **The pool alone**: `tessera_core::password::PasswordHasher::verify` with the server's
+//!    pool size and queue, same concurrency, no HTTP and no SQLite — separates what the pool
+//!    loses from what the rest of the server costs. `--model-fix` adds 5b, a model of another
+//!    design (see `model.rs`).
+//! 6. **Raw Argon2id again**, server stopped: shared and virtual machines drift by 10–20%
+//!    within a minute, so the throughput ratio is taken against the mean of phases 1 and 6,
 //!    and each phase says how much CPU other processes and the hypervisor took.
-//! 6. **Memory.** VmRSS / VmHWM of the process after each step.
+//! 7. **Memory.** VmRSS / VmHWM of the process after each step.
 //!
 //! How to read it: "% of raw" near 100% means the HTTP, JSON and SQLite work around each hash
 //! is cheap and the pool keeps every core hashing (target ≥ 85%). "/me p99 during the flood"
-//! is what a signed-in user feels while someone hammers sign-in (target < 20 ms). The load
+//! is what a signed-in user feels while someone hammers sign-in (target < 20 ms). "idle"
+//! during the flood is time a core had nothing to run although sign-ins were queued. The load
 //! generator and the probe run in this process on their own threads and runtimes, so they take
 //! a little CPU from the server (shown in the breakdown). A WARNING line means other processes
 //! or the hypervisor took more than 5% of the CPU in some phase: rerun on a quiet machine
-//! before believing a FAIL. The exit code is 0 either way: this is a report, not a test.
+//! before believing either verdict. The exit code is 0 either way: this is a report, not a test.
 //!
-//! `--hashing-nice N` is an experiment, not what the server does: it renices the server's
-//! blocking-pool threads (where Argon2 runs) by N with `renice`, to show what lowering their
-//! priority would do to `/me` latency and to throughput.
+//! Experiments (none changes the server): `--hashing-nice N` renices the server's hashing
+//! threads (where Argon2 runs) by N with `renice` during the flood, to show what lowering their
+//! priority does to `/me` latency and throughput; `--baseline-hashing-threads N` runs N plain
+//! Argon2 threads in this process during the `/me` baseline, to tell CPU contention from the
+//! cost of the sign-in path itself; `--concurrency 1` keeps only one hashing slot busy;
+//! `--model-fix` measures another pool design (phase 5b).
 
 mod load;
+mod model;
 mod procfs;
 mod raw;
 mod stats;
@@ -59,6 +71,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tessera_core::clock::SystemClock;
+use tessera_core::password::HASHING_THREAD_PREFIX;
 use tessera_server::config::Settings;
 use tessera_server::server::{HASH_QUEUE_DEPTH, StartOptions, start};
 
@@ -106,10 +119,18 @@ struct Args {
     /// Worker threads of the server's runtime; defaults to one per core, like `tessera serve`.
     #[arg(long)]
     server_workers: Option<usize>,
-    /// Experiment: renice the server's blocking-pool (Argon2) threads by this much during the
+    /// Experiment: renice the server's hashing (Argon2) threads by this much during the
     /// flood, with `renice`.
     #[arg(long)]
     hashing_nice: Option<i32>,
+    /// Experiment: during the `/me` baseline, run this many plain Argon2 threads (no server,
+    /// no sign-ins) in this process.
+    #[arg(long, default_value_t = 0)]
+    baseline_hashing_threads: usize,
+    /// Experiment: after the pool alone, run a model of a different pool (dedicated hashing
+    /// threads fed by a bounded queue), with per-hash and with reused Argon2 memory.
+    #[arg(long)]
+    model_fix: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -163,7 +184,7 @@ fn main() -> anyhow::Result<()> {
     let (reused, cpu) = measure_raw(raw_threads, raw_window, raw::Memory::Reused)?;
     let reused_noise = cpu.others_share();
     println!(
-        "    the same with one reused 19 MiB buffer per thread (no allocation, zeroing or page faults; Tessera does not do this):"
+        "    the same with one reused 19 MiB buffer per thread (no allocation, zeroing or page faults, as Tessera's hashing threads verify):"
     );
     print_raw(&reused, &cpu);
     memory.push(("after raw Argon2id", procfs::memory()?));
@@ -209,19 +230,48 @@ fn main() -> anyhow::Result<()> {
     );
     memory.push(("server started, users created", procfs::memory()?));
 
-    // 3. /me with nothing else running.
+    // 3. /me with nothing else running (or, as an experiment, next to plain Argon2 threads).
+    let baseline_window = Duration::from_secs(args.baseline_seconds);
+    let background = (args.baseline_hashing_threads > 0)
+        .then(|| {
+            let threads = args.baseline_hashing_threads;
+            std::thread::Builder::new()
+                .name("bg-argon2".into())
+                .spawn(move || {
+                    raw::measure(
+                        load::PASSWORD,
+                        threads,
+                        baseline_window + Duration::from_millis(200),
+                        raw::Memory::PerHash,
+                    )
+                })
+                .context("cannot spawn the background hashing")
+        })
+        .transpose()?;
     let (baseline, _) = load::spawn_me_probe(
         base.clone(),
         token.clone(),
         args.me_concurrency,
         me_interval,
         Instant::now(),
-        Duration::from_secs(args.baseline_seconds),
+        baseline_window,
     )?
     .join()
     .map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
+    if let Some(background) = background {
+        background
+            .join()
+            .map_err(|_| anyhow::anyhow!("the background hashing panicked"))??;
+    }
     println!();
-    println!("[3] /me baseline, no flood, {} s", args.baseline_seconds);
+    if args.baseline_hashing_threads > 0 {
+        println!(
+            "[3] /me, no flood but EXPERIMENT: {} plain Argon2 thread(s) in this process, {} s",
+            args.baseline_hashing_threads, args.baseline_seconds
+        );
+    } else {
+        println!("[3] /me baseline, no flood, {} s", args.baseline_seconds);
+    }
     print_statuses("    statuses", &baseline);
     let baseline_me = Summary::of(baseline.latencies(200, Duration::MAX));
     print_summary("    200 latency", baseline_me);
@@ -292,7 +342,7 @@ fn main() -> anyhow::Result<()> {
     let flood_me = Summary::of(during.latencies(200, window));
     print_summary("    200 latency", flood_me);
     if let Some(nice) = args.hashing_nice {
-        println!("  EXPERIMENT: reniced {reniced} blocking-pool thread(s) by {nice}");
+        println!("  EXPERIMENT: reniced {reniced} hashing thread(s) by {nice}");
     }
     let groups = group_threads(&threads_used, &server_workers, main_tid);
     print_breakdown(&groups, &flood_cpu, flood_wall, cores, ok_total, &raw);
@@ -317,13 +367,32 @@ fn main() -> anyhow::Result<()> {
         "[5] Tessera's hashing pool alone (PasswordHasher::verify, {cores} slots, {} in flight, no HTTP, no SQLite), {} s",
         args.concurrency, args.raw_seconds
     );
-    println!(
-        "    total {:.1} hashes/s | {:.1} ms on a CPU and {} page faults per hash",
-        pool.per_sec(),
-        pool.cpu_ns as f64 / 1e6 / pool.hashes.max(1) as f64,
-        pool.minor_faults / pool.hashes.max(1)
-    );
+    print_pool(&pool);
     println!("    machine CPU: {}", pool_cpu.describe());
+
+    if args.model_fix {
+        for (label, memory) in [
+            ("allocating per hash, like today", raw::Memory::PerHash),
+            ("each thread reusing one 19 MiB buffer", raw::Memory::Reused),
+        ] {
+            let cpu = CpuTicks::now()?;
+            let model = model::measure_dedicated(
+                load::PASSWORD,
+                cores,
+                HASH_QUEUE_DEPTH,
+                args.concurrency,
+                raw_window,
+                memory,
+            )?;
+            let cpu = CpuTicks::now()?.since(&cpu);
+            println!(
+                "[5b] EXPERIMENT: {cores} dedicated hashing threads fed by a bounded queue, {label}, {} in flight",
+                args.concurrency
+            );
+            print_pool(&model);
+            println!("    machine CPU: {}", cpu.describe());
+        }
+    }
 
     // 6. The raw rate again: did the machine change under us?
     let (raw_after, cpu) = measure_raw(raw_threads, raw_window, raw::Memory::PerHash)?;
@@ -365,7 +434,7 @@ fn main() -> anyhow::Result<()> {
     );
     // Each rate scaled up by the CPU share other processes and the hypervisor took meanwhile.
     println!(
-        "    raw with a reused buffer: {:.1}/s = {:.1}% of the mean raw rate (headroom Tessera leaves on the table)",
+        "    raw with a reused buffer: {:.1}/s = {:.1}% of the mean raw rate (the ceiling for verification)",
         reused.total_per_sec(),
         reused.total_per_sec() / raw_mean * 100.0
     );
@@ -392,7 +461,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     if !noisy.is_empty() {
         println!(
-            "    WARNING  other processes + hypervisor steal took CPU during: {}; rerun on a quiet machine before trusting a FAIL",
+            "    WARNING  other processes + hypervisor steal took CPU during: {}; rerun on a quiet machine before trusting the verdicts",
             noisy.join(", ")
         );
     }
@@ -432,6 +501,15 @@ fn measure_raw(
     Ok((raw, CpuTicks::now()?.since(&cpu)))
 }
 
+fn print_pool(pool: &raw::PoolRate) {
+    println!(
+        "    total {:.1} hashes/s | {:.1} ms on a CPU and {} page faults per hash",
+        pool.per_sec(),
+        pool.cpu_ns as f64 / 1e6 / pool.hashes.max(1) as f64,
+        pool.minor_faults / pool.hashes.max(1)
+    );
+}
+
 fn print_raw(raw: &raw::RawRate, cpu: &CpuTicks) {
     println!(
         "    total {:.1} hashes/s | per thread {:.1}/s = {:.1} ms each, {:.1} ms of it on a CPU | {} page faults per hash | counts {:?}",
@@ -445,7 +523,7 @@ fn print_raw(raw: &raw::RawRate, cpu: &CpuTicks) {
     println!("    machine CPU: {}", cpu.describe());
 }
 
-/// Renices the server's blocking-pool threads as they appear (the experiment).
+/// Renices the server's hashing threads as they appear (the experiment).
 struct Renicer {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<usize>,
@@ -462,7 +540,7 @@ impl Renicer {
                 while !flag.load(Ordering::Relaxed) {
                     let threads = procfs::threads().unwrap_or_default();
                     for (tid, thread) in threads {
-                        if thread.name != SERVER_THREAD
+                        if !thread.name.starts_with(HASHING_THREAD_PREFIX)
                             || workers.contains(&tid)
                             || done.contains(&tid)
                         {
@@ -524,7 +602,7 @@ struct Group {
     minor_faults: u64,
 }
 
-const POOL: &str = "server blocking pool (Argon2)";
+const POOL: &str = "server hashing threads (Argon2)";
 const WORKERS: &str = "server async workers";
 const SQLITE: &str = "server SQLite threads";
 const FLOOD: &str = "client: sign-in flood";
@@ -542,8 +620,10 @@ fn group_threads(
         }
         let group = if server_workers.contains(tid) {
             WORKERS
-        } else if stat.name == SERVER_THREAD {
+        } else if stat.name.starts_with(HASHING_THREAD_PREFIX) {
             POOL
+        } else if stat.name == SERVER_THREAD {
+            "server runtime, other threads"
         } else if stat.name.starts_with("sqlx") {
             SQLITE
         } else if *tid == main_tid {
@@ -586,7 +666,7 @@ fn print_breakdown(
     let pool_faults = groups.get(POOL).map_or(0, |g| g.minor_faults);
     let rows = [
         (
-            "Argon2 (server blocking pool)".to_owned(),
+            "Argon2 (server hashing threads)".to_owned(),
             run(&[POOL]),
             format!(
                 "{:.1} ms of CPU and {} page faults per sign-in; raw: {:.1} ms, {} faults per hash",

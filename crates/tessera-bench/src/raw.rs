@@ -1,9 +1,10 @@
 //! Phases 1 and 6: the machine's raw Argon2id rate, with nothing else running; phase 5: the
 //! same through Tessera's hashing pool.
 //!
-//! Each thread does what one sign-in does in `tessera_core::password::PasswordHasher::verify`:
-//! parse the stored PHC string and verify a password against it with `Argon2::default()`
-//! (Argon2id v19, m=19456 KiB, t=2, p=1), allocating the 19 MiB of blocks afresh each time.
+//! In the reference mode ([`Memory::PerHash`]) each thread does what one sign-in does in
+//! `tessera_core::password::PasswordHasher::verify`: parse the stored PHC string and verify a
+//! password against it with `Argon2::default()` (Argon2id v19, m=19456 KiB, t=2, p=1), which
+//! allocates (zeroed) and frees its 19 MiB of blocks every time.
 
 use crate::procfs;
 use anyhow::{Context, bail};
@@ -11,6 +12,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Argon2, Block, Params};
 use std::time::{Duration, Instant};
+use tessera_core::password::HASHING_THREAD_PREFIX;
 use tessera_core::password::PasswordHasher;
 
 /// The result of the raw measurement.
@@ -64,70 +66,123 @@ pub enum Memory {
     Reused,
 }
 
-/// Verifies `password` against its own Argon2id hash on `threads` OS threads for `duration`.
+/// What every verification checks: a PHC hash of the password (for [`Memory::PerHash`]) and
+/// the raw Argon2id output for a fixed salt (for [`Memory::Reused`]).
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    password: String,
+    phc: String,
+    salt: &'static [u8],
+    expected: [u8; Params::DEFAULT_OUTPUT_LEN],
+}
+
+impl Fixture {
+    /// Hashes `password` both ways.
+    pub fn new(password: &str) -> anyhow::Result<Self> {
+        let argon2 = Argon2::default();
+        let phc = argon2
+            .hash_password(password.as_bytes())
+            .map_err(|error| anyhow::anyhow!("argon2 hash: {error}"))?
+            .to_string();
+        let salt: &'static [u8] = b"tessera-bench-salt";
+        let mut expected = [0_u8; Params::DEFAULT_OUTPUT_LEN];
+        argon2
+            .hash_password_into(password.as_bytes(), salt, &mut expected)
+            .map_err(|error| anyhow::anyhow!("argon2: {error}"))?;
+        Ok(Self {
+            password: password.to_owned(),
+            phc,
+            salt,
+            expected,
+        })
+    }
+
+    /// The PHC prefix, which shows the algorithm and parameters.
+    pub fn params(&self) -> String {
+        self.phc
+            .split('$')
+            .filter(|part| !part.is_empty())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("$")
+    }
+}
+
+/// One thread's verifier.
+pub struct Verifier {
+    argon2: Argon2<'static>,
+    memory: Memory,
+    blocks: Vec<Block>,
+}
+
+impl Verifier {
+    /// A verifier; with [`Memory::Reused`] it allocates its 19 MiB once, here.
+    pub fn new(memory: Memory) -> Self {
+        let blocks = match memory {
+            Memory::PerHash => Vec::new(),
+            Memory::Reused => vec![Block::new(); Params::DEFAULT.block_count()],
+        };
+        Self {
+            argon2: Argon2::default(),
+            memory,
+            blocks,
+        }
+    }
+
+    /// Verifies the fixture's password; an error if it does not match.
+    pub fn verify(&mut self, fixture: &Fixture) -> anyhow::Result<()> {
+        match self.memory {
+            Memory::PerHash => {
+                let parsed = PasswordHash::new(&fixture.phc)
+                    .map_err(|error| anyhow::anyhow!("PHC string: {error}"))?;
+                self.argon2
+                    .verify_password(fixture.password.as_bytes(), &parsed)
+                    .map_err(|error| anyhow::anyhow!("argon2 verify: {error}"))
+            }
+            Memory::Reused => {
+                let mut out = [0_u8; Params::DEFAULT_OUTPUT_LEN];
+                self.argon2
+                    .hash_password_into_with_memory(
+                        fixture.password.as_bytes(),
+                        fixture.salt,
+                        &mut out,
+                        &mut self.blocks,
+                    )
+                    .map_err(|error| anyhow::anyhow!("argon2: {error}"))?;
+                if out != fixture.expected {
+                    bail!("reused-memory Argon2 gave a different output");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Verifies `password` on `threads` OS threads, back to back, for `duration`.
 pub fn measure(
     password: &str,
     threads: usize,
     duration: Duration,
     memory: Memory,
 ) -> anyhow::Result<RawRate> {
-    let argon2 = Argon2::default();
-    let phc = argon2
-        .hash_password(password.as_bytes())
-        .map_err(|error| anyhow::anyhow!("argon2 hash: {error}"))?
-        .to_string();
-    let params = phc
-        .split('$')
-        .filter(|part| !part.is_empty())
-        .take(3)
-        .collect::<Vec<_>>()
-        .join("$");
-
+    let fixture = Fixture::new(password)?;
     // One untimed verification, so page faults of the first 19 MiB allocation are not counted.
-    verify_once(&argon2, &phc, password)?;
-    // For `Memory::Reused`: the raw Argon2id output for a fixed salt.
-    let salt = b"tessera-bench-salt";
-    let mut expected = [0_u8; Params::DEFAULT_OUTPUT_LEN];
-    argon2
-        .hash_password_into(password.as_bytes(), salt, &mut expected)
-        .map_err(|error| anyhow::anyhow!("argon2: {error}"))?;
+    Verifier::new(Memory::PerHash).verify(&fixture)?;
 
     let start = Instant::now();
     let deadline = start + duration;
     let per_thread = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
-                let (phc, expected) = (phc.as_str(), &expected);
+                let fixture = &fixture;
                 std::thread::Builder::new()
                     .name(format!("raw-argon2-{i}"))
                     .spawn_scoped(scope, move || -> anyhow::Result<(u64, u64, u64)> {
-                        let argon2 = Argon2::default();
-                        let mut blocks = match memory {
-                            Memory::PerHash => Vec::new(),
-                            Memory::Reused => {
-                                vec![Block::new(); Params::DEFAULT.block_count()]
-                            }
-                        };
+                        let mut verifier = Verifier::new(memory);
                         let before = procfs::current_thread()?;
                         let mut done = 0_u64;
                         while Instant::now() < deadline {
-                            match memory {
-                                Memory::PerHash => verify_once(&argon2, phc, password)?,
-                                Memory::Reused => {
-                                    let mut out = [0_u8; Params::DEFAULT_OUTPUT_LEN];
-                                    argon2
-                                        .hash_password_into_with_memory(
-                                            password.as_bytes(),
-                                            salt,
-                                            &mut out,
-                                            &mut blocks,
-                                        )
-                                        .map_err(|error| anyhow::anyhow!("argon2: {error}"))?;
-                                    if &out != expected {
-                                        bail!("reused-memory Argon2 gave a different output");
-                                    }
-                                }
-                            }
+                            verifier.verify(fixture)?;
                             done += 1;
                         }
                         let used = procfs::current_thread()?.since(&before);
@@ -145,7 +200,7 @@ pub fn measure(
             .collect::<anyhow::Result<Vec<(u64, u64, u64)>>>()
     })?;
     Ok(RawRate {
-        params,
+        params: fixture.params(),
         threads,
         cpu_ns: per_thread.iter().map(|(_, cpu, _)| cpu).sum(),
         minor_faults: per_thread.iter().map(|(_, _, faults)| faults).sum(),
@@ -154,20 +209,11 @@ pub fn measure(
     })
 }
 
-fn verify_once(argon2: &Argon2<'_>, phc: &str, password: &str) -> anyhow::Result<()> {
-    let parsed = PasswordHash::new(phc).map_err(|error| anyhow::anyhow!("PHC string: {error}"))?;
-    argon2
-        .verify_password(password.as_bytes(), &parsed)
-        .map_err(|error| anyhow::anyhow!("argon2 verify: {error}"))
-}
-
 /// Phase 5: Tessera's own hashing pool, without HTTP or SQLite.
 ///
 /// `tessera_core::password::PasswordHasher` with the server's size (`slots`) and queue, on a
 /// multi-threaded runtime like the server's; `concurrency` tasks verify back to back. What it
-/// loses against [`measure`] is the hand-off between jobs: the semaphore slot is given back
-/// only when the waiting async task has been woken and polled, and the next job must then be
-/// handed to a blocking thread.
+/// loses against [`measure`] is the hand-off of jobs to the hashing threads and the replies.
 pub fn measure_pool(
     password: &str,
     slots: usize,
@@ -181,7 +227,6 @@ pub fn measure_pool(
         .thread_name(NAME)
         .build()
         .context("cannot build the pool runtime")?;
-    let workers = procfs::named_threads(NAME, slots)?;
     let before = procfs::threads()?;
     let hashes = runtime.block_on(async {
         let hasher = PasswordHasher::new(slots, queue);
@@ -220,7 +265,7 @@ pub fn measure_pool(
     let used = procfs::delta(&before, &procfs::threads()?);
     let blocking = used
         .iter()
-        .filter(|(tid, thread)| thread.name == NAME && !workers.contains(tid));
+        .filter(|(_, thread)| thread.name.starts_with(HASHING_THREAD_PREFIX));
     let (cpu_ns, minor_faults) = blocking.fold((0, 0), |(cpu, faults), (_, thread)| {
         (cpu + thread.run_ns, faults + thread.minor_faults)
     });
