@@ -23,18 +23,7 @@ async fn sign_up_creates_an_account_and_records_it() {
     assert!(body["user"]["id"].as_str().unwrap().len() >= 32);
 
     let token = app.sign_in("ann@example.com", PASSWORD).await;
-    let events: Value = app
-        .get("/api/v1/me/events", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kinds: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = app.event_kinds(&token).await;
     assert_eq!(kinds, ["signin_succeeded", "account_created"]);
 }
 

@@ -191,12 +191,7 @@ async fn malformed_credentials_are_unauthenticated() {
 #[tokio::test]
 async fn every_non_public_route_needs_a_session() {
     let app = TestApp::spawn().await;
-    let spec: Value = app
-        .get("/api/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get_json("/api/v1/openapi.json", None).await;
     let paths = spec["paths"].as_object().unwrap();
     let mut checked = 0;
     for (path, operations) in paths {
@@ -268,7 +263,7 @@ async fn every_response_carries_the_security_headers() {
 #[tokio::test]
 async fn operations_endpoints() {
     let app = TestApp::spawn().await;
-    let health: Value = app.get("/healthz", None).await.json().await.unwrap();
+    let health: Value = app.get_json("/healthz", None).await;
     assert_eq!(health["status"], "ok");
     assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
     app.sign_up("ann@example.com", PASSWORD).await;
@@ -294,12 +289,7 @@ async fn operations_endpoints() {
         "{metrics}"
     );
     assert!(metrics.contains("tessera_outbox_backlog"), "{metrics}");
-    let spec: Value = app
-        .get("/api/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get_json("/api/v1/openapi.json", None).await;
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     assert!(spec["paths"]["/api/v1/sessions"]["post"].is_object());
 }

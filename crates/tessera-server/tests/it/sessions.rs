@@ -25,12 +25,7 @@ async fn sign_in_flow(app: &TestApp) {
     let token = body["session_token"].as_str().unwrap();
     assert_eq!(token.len(), 43);
 
-    let me: Value = app
-        .get("/api/v1/me", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get_json("/api/v1/me", Some(token)).await;
     assert_eq!(me["user"]["email"], "ann@example.com");
     assert!(me["csrf_token"].as_str().unwrap().len() >= 40);
     assert_eq!(me["mfa"]["enabled"], false);
@@ -43,12 +38,7 @@ async fn sign_in_flow(app: &TestApp) {
     let second = app.sign_in("ann@example.com", PASSWORD).await;
     assert_ne!(second, token);
 
-    let sessions: Value = app
-        .get("/api/v1/sessions", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = app.get_json("/api/v1/sessions", Some(token)).await;
     let sessions = sessions["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
@@ -211,23 +201,11 @@ async fn last_seen_is_written_at_most_once_a_minute() {
             .to_owned()
     };
     app.clock.advance(Duration::seconds(30));
-    let seen = last_seen(
-        app.get("/api/v1/sessions", Some(&token))
-            .await
-            .json()
-            .await
-            .unwrap(),
-    );
+    let seen = last_seen(app.get_json("/api/v1/sessions", Some(&token)).await);
     assert_eq!(seen, "2026-01-05T09:00:00Z");
     app.clock.advance(Duration::seconds(31));
     app.get("/api/v1/me", Some(&token)).await;
-    let seen = last_seen(
-        app.get("/api/v1/sessions", Some(&token))
-            .await
-            .json()
-            .await
-            .unwrap(),
-    );
+    let seen = last_seen(app.get_json("/api/v1/sessions", Some(&token)).await);
     assert_eq!(seen, "2026-01-05T09:01:01Z");
 }
 
@@ -236,12 +214,7 @@ async fn revoking_and_signing_out_end_sessions() {
     let app = TestApp::spawn().await;
     let (email, laptop) = app.signed_in_user("ann@example.com").await;
     let phone = app.sign_in(&email, PASSWORD).await;
-    let sessions: Value = app
-        .get("/api/v1/sessions", Some(&laptop))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = app.get_json("/api/v1/sessions", Some(&laptop)).await;
     let phone_id = sessions["sessions"]
         .as_array()
         .unwrap()
@@ -284,18 +257,7 @@ async fn revoking_and_signing_out_end_sessions() {
     .await;
 
     let token = app.sign_in(&email, PASSWORD).await;
-    let events: Value = app
-        .get("/api/v1/me/events", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kinds: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = app.event_kinds(&token).await;
     assert_eq!(
         &kinds[..3],
         ["signin_succeeded", "signout", "session_revoked"]
@@ -307,12 +269,7 @@ async fn reauth_opens_a_ten_minute_window_and_wrong_passwords_count() {
     let app = TestApp::spawn().await;
     let (email, token) = app.signed_in_user("ann@example.com").await;
     app.clock.advance(Duration::minutes(20));
-    let me: Value = app
-        .get("/api/v1/me", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get_json("/api/v1/me", Some(&token)).await;
     assert!(
         me.get("reauth_until").is_none(),
         "the sign-in window has closed"
@@ -408,12 +365,7 @@ async fn changing_the_password_signs_out_other_sessions_and_emails_the_user() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     app.sign_in(&email, NEW_PASSWORD).await;
 
-    let events: Value = app
-        .get("/api/v1/me/events", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events: Value = app.get_json("/api/v1/me/events", Some(&token)).await;
     let changed = events["events"]
         .as_array()
         .unwrap()
@@ -435,11 +387,8 @@ async fn events_page_newest_first() {
         app.sign_in(&email, PASSWORD).await;
     }
     let page: Value = app
-        .get("/api/v1/me/events?limit=2", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/me/events?limit=2", Some(&token))
+        .await;
     let page = page["events"].as_array().unwrap();
     assert_eq!(page.len(), 2);
     let last_id = page[1]["id"].as_str().unwrap();
@@ -447,11 +396,8 @@ async fn events_page_newest_first() {
         page[0]["id"].as_str().unwrap().parse::<i64>().unwrap() > last_id.parse::<i64>().unwrap()
     );
     let rest: Value = app
-        .get(&format!("/api/v1/me/events?before={last_id}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/me/events?before={last_id}"), Some(&token))
+        .await;
     let rest = rest["events"].as_array().unwrap();
     assert_eq!(rest.len(), 4, "3 more sign-ins and account_created");
     assert_eq!(rest.last().unwrap()["kind"], "account_created");
@@ -463,12 +409,7 @@ async fn events_page_newest_first() {
 async fn cookie_authenticated_changes_need_the_csrf_token() {
     let app = TestApp::spawn().await;
     let (_, token) = app.signed_in_user("ann@example.com").await;
-    let me: Value = app
-        .get("/api/v1/me", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get_json("/api/v1/me", Some(&token)).await;
     let csrf = me["csrf_token"].as_str().unwrap();
     let cookie = format!("tessera_session={token}");
     let without = app

@@ -8,12 +8,7 @@ use serde_json::Value;
 async fn signed_in_forms_need_the_session_csrf_token() {
     let app = TestApp::spawn().await;
     let (_, token) = app.signed_in_user("ann@example.com").await;
-    let me: Value = app
-        .get("/api/v1/me", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get_json("/api/v1/me", Some(&token)).await;
     let csrf = me["csrf_token"].as_str().unwrap().to_owned();
     let cookie = format!("tessera_session={token}");
     let post = |path: &'static str, form: Vec<(&'static str, String)>| {

@@ -171,6 +171,22 @@ impl TestApp {
         self.request(Method::DELETE, path, token, None).await
     }
 
+    /// GETs `path` and decodes the JSON body.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        self.get(path, token).await.json().await.unwrap()
+    }
+
+    /// The kinds of the user's security events, newest first.
+    pub async fn event_kinds(&self, token: &str) -> Vec<String> {
+        let events = self.get_json("/api/v1/me/events", Some(token)).await;
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Creates an account and returns its JSON.
     pub async fn sign_up(&self, email: &str, password: &str) -> Value {
         let response = self
