@@ -104,6 +104,23 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// The status of a finished request, reading its body so the connection goes back to the
+    /// pool; a failed request keeps its first error and has no status.
+    async fn status_of(&mut self, result: reqwest::Result<reqwest::Response>) -> Option<u16> {
+        let failed = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match response.bytes().await {
+                    Ok(_) => return Some(status),
+                    Err(error) => error,
+                }
+            }
+            Err(error) => error,
+        };
+        self.first_error.get_or_insert(failed.to_string());
+        None
+    }
+
     /// Count per status (`0` stands for transport errors).
     pub fn by_status(&self) -> BTreeMap<u16, u64> {
         let mut out = BTreeMap::new();
@@ -163,23 +180,7 @@ pub async fn signin_flood(
                     .body(body)
                     .send()
                     .await;
-                let status = match result {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        // Read the body so the connection goes back to the pool.
-                        match response.bytes().await {
-                            Ok(_) => Some(status),
-                            Err(error) => {
-                                out.first_error.get_or_insert(error.to_string());
-                                None
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        out.first_error.get_or_insert(error.to_string());
-                        None
-                    }
-                };
+                let status = out.status_of(result).await;
                 let now = Instant::now();
                 out.samples.push(Sample {
                     done_at: now - start,
@@ -235,22 +236,7 @@ pub async fn me_probe(
                     .bearer_auth(token.as_str())
                     .send()
                     .await;
-                let status = match result {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        match response.bytes().await {
-                            Ok(_) => Some(status),
-                            Err(error) => {
-                                out.first_error.get_or_insert(error.to_string());
-                                None
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        out.first_error.get_or_insert(error.to_string());
-                        None
-                    }
-                };
+                let status = out.status_of(result).await;
                 let now = Instant::now();
                 out.samples.push(Sample {
                     done_at: now - start,

@@ -108,7 +108,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records `check` (a keyed hash made with the instance pepper) the first time it is called
     /// on a database, and says whether the recorded value equals `check` — so an instance whose
     /// keys differ from those the database was set up with refuses to start.
-    async fn ensure_key_check(&self, check: &[u8]) -> StoreResult<bool>;
+    async fn ensure_key_check(&self, check: &[u8], now: OffsetDateTime) -> StoreResult<bool>;
 
     /// A page of a user's events, newest first, with ids below `before` when given.
     async fn events_of(

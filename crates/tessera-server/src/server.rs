@@ -67,7 +67,7 @@ pub async fn services(
         tracing::info!(dir = %settings.data_dir.join("keys").display(), "generated new instance keys");
     }
     let matches = store
-        .ensure_key_check(&keys.pepper.check_value())
+        .ensure_key_check(&keys.pepper.check_value(), clock.now())
         .await
         .context("cannot check the instance keys")?;
     if !matches {

@@ -8,7 +8,7 @@ use crate::rows::{
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
 use async_trait::async_trait;
-use tessera_core::clock::{Clock, SystemClock, unix_seconds};
+use tessera_core::clock::unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::event::SecurityEvent;
 use tessera_core::ids::{SessionId, UserId};
@@ -148,7 +148,7 @@ impl Store for SqlStore {
         .map_or(Ok(PasswordThrottle::default()), PasswordThrottle::try_from)
     }
 
-    async fn ensure_key_check(&self, check: &[u8]) -> StoreResult<bool> {
+    async fn ensure_key_check(&self, check: &[u8], now: OffsetDateTime) -> StoreResult<bool> {
         // The first caller's value wins: a concurrent insert waits for the winner (the primary
         // key) and then does nothing. Both statements run on the writer so the read sees the
         // row whichever instance wrote it. `created_at` is informational only, so it is read
@@ -158,7 +158,7 @@ impl Store for SqlStore {
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(check)
-        .bind(unix_seconds(SystemClock.now()))
+        .bind(unix_seconds(now))
         .execute(&self.writer)
         .await
         .map_err(map_error)?;

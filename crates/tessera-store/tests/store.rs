@@ -669,13 +669,13 @@ mod cases {
 
     pub async fn key_check_is_recorded_once(store: SqlStore) {
         let check = [7u8; 32];
-        assert!(store.ensure_key_check(&check).await.unwrap());
-        assert!(store.ensure_key_check(&check).await.unwrap());
-        assert!(!store.ensure_key_check(&[8u8; 32]).await.unwrap());
-        assert!(!store.ensure_key_check(&check[..31]).await.unwrap());
-        assert!(!store.ensure_key_check(&[]).await.unwrap());
+        assert!(store.ensure_key_check(&check, T0).await.unwrap());
+        assert!(store.ensure_key_check(&check, T0).await.unwrap());
+        assert!(!store.ensure_key_check(&[8u8; 32], T0).await.unwrap());
+        assert!(!store.ensure_key_check(&check[..31], T0).await.unwrap());
+        assert!(!store.ensure_key_check(&[], T0).await.unwrap());
         // The refused values did not replace the recorded one.
-        assert!(store.ensure_key_check(&check).await.unwrap());
+        assert!(store.ensure_key_check(&check, T0).await.unwrap());
     }
 
     pub async fn concurrent_first_key_checks_agree_on_one_value(store: SqlStore) {
@@ -685,7 +685,7 @@ mod cases {
             let store = store.clone();
             tasks.spawn(async move {
                 let check = [n; 32];
-                (n, store.ensure_key_check(&check).await.unwrap())
+                (n, store.ensure_key_check(&check, T0).await.unwrap())
             });
         }
         let winners: Vec<u8> = tasks
@@ -695,7 +695,7 @@ mod cases {
             .filter_map(|(n, accepted)| accepted.then_some(n))
             .collect();
         assert_eq!(winners.len(), 1, "{winners:?}");
-        assert!(store.ensure_key_check(&[winners[0]; 32]).await.unwrap());
+        assert!(store.ensure_key_check(&[winners[0]; 32], T0).await.unwrap());
     }
 
     pub async fn events_append_and_page_newest_first(store: SqlStore) {

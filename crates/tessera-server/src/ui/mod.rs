@@ -110,6 +110,17 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     })
 }
 
+/// The answer to a sign-in or sign-up form posted from another site.
+fn cross_site_refusal(form: &str, form_name: &str) -> Response {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "Form refused",
+        "This form came from another site.",
+        form,
+        form_name,
+    )
+}
+
 fn parse_form<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_urlencoded::from_bytes(body).map_err(|_| {
         message_page(
@@ -219,13 +230,7 @@ async fn login_submit(
     body: Bytes,
 ) -> Response {
     if !same_origin(&state, &headers) {
-        return message_page(
-            StatusCode::FORBIDDEN,
-            "Sign-in refused",
-            "This sign-in form came from another site.",
-            "/login",
-            "Sign in",
-        );
+        return cross_site_refusal("/login", "Sign in");
     }
     let form: LoginForm = match parse_form(&body) {
         Ok(form) => form,
@@ -323,13 +328,7 @@ async fn signup_submit(
     body: Bytes,
 ) -> Response {
     if !same_origin(&state, &headers) {
-        return message_page(
-            StatusCode::FORBIDDEN,
-            "Sign-up refused",
-            "This form came from another site.",
-            "/signup",
-            "Sign up",
-        );
+        return cross_site_refusal("/signup", "Sign up");
     }
     let form: SignupForm = match parse_form(&body) {
         Ok(form) => form,
