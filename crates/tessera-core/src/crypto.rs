@@ -164,6 +164,12 @@ impl KeyRing {
     }
 }
 
+/// The id of the key that sealed `sealed`, if it is long enough to name one.
+pub fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
+    let bytes: [u8; 4] = sealed.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
+
 /// The instance pepper: the key of every keyed hash Tessera stores.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Pepper([u8; KEY_BYTES]);

@@ -23,6 +23,32 @@ pub enum EventKind {
     Reauth,
     /// The password changed.
     PasswordChanged,
+    /// The password was right and a second factor is owed.
+    SigninMfaPending,
+    /// The first factor was added: MFA is on.
+    MfaEnabled,
+    /// Every factor and backup code was removed.
+    MfaDisabled,
+    /// A factor was added.
+    FactorAdded,
+    /// A factor was removed.
+    FactorRemoved,
+    /// A factor was replaced by a new one (reset to a new device).
+    FactorReplaced,
+    /// A new set of backup codes replaced every earlier one.
+    BackupCodesGenerated,
+    /// A backup code passed a second step.
+    BackupCodeUsed,
+    /// The user chose to have no backup codes ("Skip for now").
+    BackupCodesRemoved,
+    /// A wrong second-factor code.
+    SecondFactorFailed,
+    /// Too many wrong second-factor codes locked the second step.
+    SecondFactorLocked,
+    /// An operator reset the account's MFA.
+    MfaResetCompleted,
+    /// The user was told of a sign-in that passed the password but not the second step.
+    UnfinishedSigninReported,
 }
 
 impl EventKind {
@@ -36,6 +62,19 @@ impl EventKind {
             EventKind::SessionRevoked => "session_revoked",
             EventKind::Reauth => "reauth",
             EventKind::PasswordChanged => "password_changed",
+            EventKind::SigninMfaPending => "signin_mfa_pending",
+            EventKind::MfaEnabled => "mfa_enabled",
+            EventKind::MfaDisabled => "mfa_disabled",
+            EventKind::FactorAdded => "factor_added",
+            EventKind::FactorRemoved => "factor_removed",
+            EventKind::FactorReplaced => "factor_replaced",
+            EventKind::BackupCodesGenerated => "backup_codes_generated",
+            EventKind::BackupCodeUsed => "backup_code_used",
+            EventKind::BackupCodesRemoved => "backup_codes_removed",
+            EventKind::SecondFactorFailed => "second_factor_failed",
+            EventKind::SecondFactorLocked => "second_factor_locked",
+            EventKind::MfaResetCompleted => "mfa_reset_completed",
+            EventKind::UnfinishedSigninReported => "signin_unfinished_reported",
         }
     }
 }

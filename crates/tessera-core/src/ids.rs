@@ -50,3 +50,15 @@ id_type!(
     /// Identifies a session (not its token: the token is a secret, the id is not).
     SessionId
 );
+id_type!(
+    /// Identifies an active second factor.
+    FactorId
+);
+id_type!(
+    /// Identifies an unfinished factor enrollment.
+    EnrollmentId
+);
+id_type!(
+    /// Identifies a sign-in challenge (not its token).
+    ChallengeId
+);

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod email;
 pub mod error;
 pub mod event;
+pub mod factor;
 pub mod ids;
 pub mod notification;
 pub mod password;

@@ -63,6 +63,77 @@ pub enum Notification {
         /// How many other sessions were signed out.
         sessions_revoked: u64,
     },
+    /// An authenticator app was added or replaced, or MFA was turned on.
+    FactorChanged {
+        /// The name to greet.
+        display_name: String,
+        /// What happened.
+        change: FactorChange,
+        /// The factor's label.
+        label: String,
+        /// When (RFC 3339).
+        at: String,
+        /// From which address.
+        ip: Option<String>,
+        /// How many other sessions were signed out.
+        sessions_revoked: u64,
+    },
+    /// MFA was turned off: every factor and backup code is gone.
+    MfaDisabled {
+        /// The name to greet.
+        display_name: String,
+        /// When (RFC 3339).
+        at: String,
+        /// From which address (none when an operator did it).
+        ip: Option<String>,
+        /// Whether an operator did it from the command line.
+        by_operator: bool,
+    },
+    /// A new set of backup codes replaced the old one.
+    BackupCodesRegenerated {
+        /// The name to greet.
+        display_name: String,
+        /// When (RFC 3339).
+        at: String,
+        /// From which address.
+        ip: Option<String>,
+    },
+    /// A backup code was used to sign in.
+    BackupCodeUsed {
+        /// The name to greet.
+        display_name: String,
+        /// When (RFC 3339).
+        at: String,
+        /// From which address.
+        ip: Option<String>,
+        /// Codes left.
+        remaining: u32,
+    },
+    /// Someone passed the password step but not the second step.
+    UnfinishedSignin {
+        /// The name to greet.
+        display_name: String,
+        /// When the password was accepted (RFC 3339).
+        at: String,
+        /// From which address.
+        ip: Option<String>,
+        /// With which browser or client.
+        user_agent: Option<String>,
+    },
+}
+
+/// What happened to a factor, for [`Notification::FactorChanged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorChange {
+    /// The first factor: MFA is now on.
+    MfaEnabled,
+    /// Another factor was added.
+    Added,
+    /// A factor replaced an older one (a new device).
+    Replaced,
+    /// A factor was removed (others remain).
+    Removed,
 }
 
 /// A message to enqueue.

@@ -88,6 +88,8 @@ pub struct Session {
     pub ip: Option<String>,
     /// The user agent it was created from.
     pub user_agent: Option<String>,
+    /// The exact second factor it was created with, if any.
+    pub mfa_method: Option<crate::factor::MfaMethod>,
 }
 
 impl Session {
@@ -126,6 +128,7 @@ mod tests {
             reauth_until: Some(created + REAUTH_WINDOW),
             ip: None,
             user_agent: None,
+            mfa_method: None,
         }
     }
 

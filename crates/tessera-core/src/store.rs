@@ -10,10 +10,11 @@
 
 use crate::crypto::TokenHash;
 use crate::event::{NewEvent, SecurityEvent};
-use crate::ids::{SessionId, UserId};
+use crate::factor::{BackupCodeStatus, Challenge, Factor, MfaMethod, ReportState, TotpEnrollment};
+use crate::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use crate::notification::{NewOutboxMessage, OutboxMessage};
 use crate::session::Session;
-use crate::throttle::{PasswordThrottle, ThrottleKey};
+use crate::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
 use crate::user::{User, UserCredentials};
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -145,6 +146,80 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes sessions that ended before `before` (housekeeping); returns how many.
     async fn delete_expired_sessions(&self, before: OffsetDateTime) -> StoreResult<u64>;
+
+    /// A user's active factors, oldest first.
+    async fn factors_of(&self, user_id: UserId) -> StoreResult<Vec<Factor>>;
+
+    /// How many of a user's backup codes are unused, and when the set was made.
+    async fn backup_code_status(&self, user_id: UserId) -> StoreResult<BackupCodeStatus>;
+
+    /// An unfinished TOTP enrollment of `user_id`, whatever its expiry.
+    async fn totp_enrollment(
+        &self,
+        user_id: UserId,
+        id: EnrollmentId,
+    ) -> StoreResult<Option<TotpEnrollment>>;
+
+    /// The challenge whose token hashes to `token_hash`, whatever its state.
+    async fn challenge_by_token_hash(
+        &self,
+        token_hash: &TokenHash,
+    ) -> StoreResult<Option<Challenge>>;
+
+    /// The second-factor throttle of a user (zero when never failed).
+    async fn second_factor_throttle(&self, user_id: UserId) -> StoreResult<SecondFactorThrottle>;
+
+    /// Up to `limit` challenges created before `created_before` that were never completed nor
+    /// reported, oldest first.
+    async fn unreported_challenges(
+        &self,
+        created_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Challenge>>;
+
+    /// Up to `limit` sealed secrets (of factors and enrollments) not sealed under `key_id`.
+    async fn secrets_not_under_key(
+        &self,
+        key_id: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedSecret>>;
+
+    /// How many sealed secrets are not sealed under `key_id`.
+    async fn count_secrets_not_under_key(&self, key_id: u32) -> StoreResult<u64>;
+}
+
+/// Where a sealed secret lives, for key rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOwner {
+    /// An active factor.
+    Factor(FactorId),
+    /// An unfinished enrollment (which will become factor `factor_id`).
+    Enrollment {
+        /// The enrollment.
+        id: EnrollmentId,
+        /// The factor it will become (the associated data names it).
+        factor_id: FactorId,
+    },
+}
+
+/// A sealed secret to re-seal under a new key.
+#[derive(Clone)]
+pub struct SealedSecret {
+    /// Whose.
+    pub user_id: UserId,
+    /// Which row.
+    pub owner: SecretOwner,
+    /// The sealed value now stored.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("user_id", &self.user_id)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The changes of one use case, applied atomically at [`StoreTx::commit`]; dropping the
@@ -194,6 +269,124 @@ pub trait StoreTx: Send {
 
     /// Writes a message to the outbox, delivered after commit.
     async fn enqueue(&mut self, message: &NewOutboxMessage) -> StoreResult<()>;
+
+    /// Inserts an unfinished TOTP enrollment.
+    async fn insert_totp_enrollment(&mut self, enrollment: &TotpEnrollment) -> StoreResult<()>;
+
+    /// Counts a wrong confirmation code of an enrollment, unless it already has `max`;
+    /// returns whether it may still be confirmed.
+    async fn count_enrollment_attempt(&mut self, id: EnrollmentId, max: u32) -> StoreResult<bool>;
+
+    /// Removes and returns a user's enrollment if it is still open at `now` — one conditional
+    /// `DELETE … RETURNING`, so an enrollment is confirmed at most once.
+    async fn take_totp_enrollment(
+        &mut self,
+        user_id: UserId,
+        id: EnrollmentId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TotpEnrollment>>;
+
+    /// Inserts an active factor.
+    async fn insert_factor(&mut self, factor: &Factor) -> StoreResult<()>;
+
+    /// Deletes one of a user's factors; returns whether it existed.
+    async fn delete_factor(&mut self, user_id: UserId, id: FactorId) -> StoreResult<bool>;
+
+    /// Deletes every factor of a user; returns how many.
+    async fn delete_factors(&mut self, user_id: UserId) -> StoreResult<u64>;
+
+    /// Makes the oldest factor of a user preferred when none is (after a removal).
+    async fn ensure_preferred_factor(&mut self, user_id: UserId) -> StoreResult<()>;
+
+    /// Accepts TOTP time step `step` for a factor only if it is later than the last accepted
+    /// one — one conditional `UPDATE … WHERE last_step < $step` — and returns whether it did.
+    async fn advance_totp_step(
+        &mut self,
+        factor_id: FactorId,
+        step: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    /// Replaces every backup code of a user by these hashes.
+    async fn replace_backup_codes(
+        &mut self,
+        user_id: UserId,
+        hashes: &[[u8; 32]],
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Deletes every backup code of a user; returns how many.
+    async fn delete_backup_codes(&mut self, user_id: UserId) -> StoreResult<u64>;
+
+    /// Marks an unused backup code used — one conditional `UPDATE … WHERE used_at IS NULL` —
+    /// and returns how many remain unused, or `None` if the code was unknown or used.
+    async fn consume_backup_code(
+        &mut self,
+        user_id: UserId,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u32>>;
+
+    /// Inserts a sign-in challenge.
+    async fn insert_challenge(&mut self, challenge: &Challenge) -> StoreResult<()>;
+
+    /// Completes a challenge still open at `now`; returns whether it was (single use).
+    async fn complete_challenge(
+        &mut self,
+        id: ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    /// Counts one wrong second-factor code of a user unless the second step is locked at
+    /// `now`; when the count reaches `limit`, sets the lock until `lock_until` in the same
+    /// statement. Returns the new count, or `None` while locked. A lock that has ended starts
+    /// a new count.
+    async fn record_second_factor_failure(
+        &mut self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        limit: u32,
+        lock_until: OffsetDateTime,
+    ) -> StoreResult<Option<u32>>;
+
+    /// Clears a user's second-factor count and returns the lock it held (if any), so a caller
+    /// that finds the lock still running can roll back.
+    async fn clear_second_factor_failures(
+        &mut self,
+        user_id: UserId,
+    ) -> StoreResult<Option<OffsetDateTime>>;
+
+    /// Records the second factor of a session and its new `amr`.
+    async fn set_session_mfa(
+        &mut self,
+        id: SessionId,
+        method: MfaMethod,
+        amr: &[String],
+    ) -> StoreResult<()>;
+
+    /// Marks a challenge reported, if it was not yet; returns whether this call did.
+    async fn mark_challenge_reported(
+        &mut self,
+        id: ChallengeId,
+        state: ReportState,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    /// When the user was last emailed about an unfinished sign-in.
+    async fn last_unfinished_signin_report(
+        &mut self,
+        user_id: UserId,
+    ) -> StoreResult<Option<OffsetDateTime>>;
+
+    /// Replaces a sealed secret by `sealed` (under `key_id`) if it still holds `previous`;
+    /// returns whether it did.
+    async fn reseal_secret(
+        &mut self,
+        owner: SecretOwner,
+        previous: &[u8],
+        sealed: &[u8],
+        key_id: u32,
+    ) -> StoreResult<bool>;
 
     /// Commits every change.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -39,6 +39,16 @@ pub const FIRST_PASSWORD_LOCK: Duration = Duration::seconds(30);
 /// The longest lock.
 pub const MAX_PASSWORD_LOCK: Duration = Duration::minutes(15);
 
+/// Wrong second-factor codes in a row (on any endpoint that checks one) before the account's
+/// second step locks.
+pub const MAX_FAILED_SECOND_FACTOR_ATTEMPTS: u32 = 5;
+/// How long the second step stays locked.
+pub const SECOND_FACTOR_LOCK: Duration = Duration::minutes(5);
+
+/// The stored state of an account's second-factor throttle: the same shape as the password
+/// throttle, keyed by account (the password was already right).
+pub type SecondFactorThrottle = PasswordThrottle;
+
 /// The stored state of an account's password throttle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PasswordThrottle {

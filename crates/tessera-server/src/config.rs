@@ -82,6 +82,26 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Multi-factor authentication (`[mfa]` in TOML, `TESSERA_MFA_*` in the environment).
+    #[serde(default)]
+    pub mfa: MfaConfig,
+}
+
+/// The `[mfa]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaConfig {
+    /// Whether users may remove their last factor or turn MFA off; `false` makes MFA
+    /// irreversible once on (`mfa.allow_disable`, `TESSERA_MFA_ALLOW_DISABLE`).
+    pub allow_disable: bool,
+}
+
+impl Default for MfaConfig {
+    fn default() -> Self {
+        Self {
+            allow_disable: true,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -100,6 +120,7 @@ impl Default for Settings {
             session_idle_timeout_minutes: 30,
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
+            mfa: MfaConfig::default(),
         }
     }
 }
@@ -142,6 +163,7 @@ impl fmt::Debug for Settings {
             )
             .field("trusted_proxies", &self.trusted_proxies)
             .field("log_format", &self.log_format)
+            .field("mfa", &self.mfa)
             .finish()
     }
 }
@@ -219,6 +241,11 @@ impl Settings {
         }
         let settings: Settings = figment
             .merge(env)
+            .merge(
+                Env::prefixed("TESSERA_MFA_")
+                    .only(&["allow_disable"])
+                    .map(|key| format!("mfa.{key}").into()),
+            )
             .merge(Serialized::globals(overrides))
             .extract()
             .context("invalid configuration")?;

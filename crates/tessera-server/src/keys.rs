@@ -161,6 +161,30 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<(InstanceKeys, bool)>
     Ok((keys, generated))
 }
 
+/// The key ring file of a data directory, read again when a running server meets a key it
+/// does not know (after `tessera keys rotate`).
+#[derive(Debug, Clone)]
+pub struct KeysDirectory {
+    ring_path: std::path::PathBuf,
+}
+
+impl KeysDirectory {
+    /// The keys of `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            ring_path: keys_dir(data_dir).join("keyring.json"),
+        }
+    }
+}
+
+impl tessera_core::service::KeyRingSource for KeysDirectory {
+    fn load(&self) -> tessera_core::Result<KeyRing> {
+        read_ring(&self.ring_path).map_err(|error| {
+            tessera_core::Error::Internal(format!("cannot read the key ring: {error:#}"))
+        })
+    }
+}
+
 /// Adds a new primary key to the ring in `data_dir` (`tessera keys rotate`); old keys stay to
 /// open what they sealed. Returns the new key id.
 pub fn rotate(data_dir: &Path) -> anyhow::Result<u32> {

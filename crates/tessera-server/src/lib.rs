@@ -7,6 +7,7 @@ pub mod config;
 pub mod keys;
 pub mod metrics;
 pub mod notify;
+pub mod qr;
 pub mod ratelimit;
 pub mod server;
 pub mod state;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use tessera_core::clock::Clock;
 use tessera_core::password::PasswordHasher;
-use tessera_core::service::{ServiceSettings, Services, Signup};
+use tessera_core::service::{MfaSettings, ServiceSettings, Services, Signup};
 use tessera_core::session::SessionPolicy;
 use tessera_store::SqlStore;
 use tokio::net::TcpListener;
@@ -88,6 +88,9 @@ pub async fn services(
             lifetime: time::Duration::minutes(i64::from(settings.session_lifetime_minutes)),
             idle_timeout: time::Duration::minutes(i64::from(settings.session_idle_timeout_minutes)),
         },
+        mfa: MfaSettings {
+            allow_disable: settings.mfa.allow_disable,
+        },
     };
     Ok(Services::new(
         Arc::new(store),
@@ -96,7 +99,8 @@ pub async fn services(
         keys.pepper,
         keys.ring,
         service_settings,
-    ))
+    )
+    .with_key_source(Arc::new(keys::KeysDirectory::new(&settings.data_dir))))
 }
 
 /// A running server.
@@ -213,7 +217,8 @@ pub async fn start(
     })
 }
 
-/// Periodic clean-up: expired sessions, idle rate-limiter keys.
+/// Periodic work: reports of unfinished sign-ins (every minute), expired sessions, idle
+/// rate-limiter keys.
 async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(StdDuration::from_secs(60));
     let mut minutes: u64 = 0;
@@ -224,6 +229,17 @@ async fn housekeeping(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         if let Some(limiter) = &state.client_limiter {
             limiter.forget_idle();
+        }
+        if let Err(error) = state.services.reload_keys() {
+            tracing::warn!(%error, "could not read the key ring again; keeping the one in memory");
+        }
+        match state.services.report_unfinished_signins().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(emails = n, "reported unfinished sign-ins");
+                state.outbox_wake.notify_one();
+            }
+            Err(error) => tracing::warn!(%error, "could not report unfinished sign-ins"),
         }
         if minutes.is_multiple_of(10) {
             match state.services.delete_expired_sessions().await {

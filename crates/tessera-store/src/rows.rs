@@ -9,9 +9,11 @@ use tessera_core::clock::from_unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::email::Email;
 use tessera_core::event::SecurityEvent;
-use tessera_core::ids::{SessionId, UserId};
+use tessera_core::factor::{Challenge, Factor, FactorKind, MfaMethod, TotpEnrollment};
+use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use tessera_core::notification::{Channel, Notification, OutboxMessage};
 use tessera_core::session::{Session, SessionState};
+use tessera_core::store::{SealedSecret, SecretOwner};
 use tessera_core::store::{StoreError, StoreResult};
 use tessera_core::throttle::PasswordThrottle;
 use tessera_core::user::{User, UserCredentials};
@@ -29,7 +31,7 @@ pub(crate) use user_columns;
 macro_rules! session_columns {
     () => {
         "id, user_id, token_hash, state, amr, created_at, last_seen_at, expires_at, \
-         reauth_until, ip, user_agent"
+         reauth_until, ip, user_agent, mfa_method"
     };
 }
 pub(crate) use session_columns;
@@ -97,6 +99,7 @@ pub(crate) struct SessionRow {
     reauth_until: Option<i64>,
     ip: Option<String>,
     user_agent: Option<String>,
+    mfa_method: Option<String>,
 }
 
 impl TryFrom<SessionRow> for Session {
@@ -120,8 +123,181 @@ impl TryFrom<SessionRow> for Session {
             reauth_until: row.reauth_until.map(from_unix_seconds),
             ip: row.ip,
             user_agent: row.user_agent,
+            mfa_method: row
+                .mfa_method
+                .as_deref()
+                .map(|m| MfaMethod::parse(m).ok_or_else(|| corrupt("sessions.mfa_method")))
+                .transpose()?,
         })
     }
+}
+
+/// The columns of [`FactorRow`], for `SELECT` lists.
+macro_rules! factor_columns {
+    () => {
+        "id, user_id, kind, label, secret_sealed, key_id, last_step, preferred, created_at, \
+         last_used_at"
+    };
+}
+pub(crate) use factor_columns;
+
+/// A `factors` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct FactorRow {
+    id: String,
+    user_id: String,
+    kind: String,
+    label: String,
+    secret_sealed: Option<Vec<u8>>,
+    key_id: Option<i64>,
+    last_step: Option<i64>,
+    preferred: i64,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<FactorRow> for Factor {
+    type Error = StoreError;
+
+    fn try_from(row: FactorRow) -> StoreResult<Self> {
+        Ok(Factor {
+            id: FactorId(parse_uuid(&row.id, "factors.id")?),
+            user_id: UserId(parse_uuid(&row.user_id, "factors.user_id")?),
+            kind: FactorKind::parse(&row.kind).ok_or_else(|| corrupt("factors.kind"))?,
+            label: row.label,
+            secret_sealed: row.secret_sealed,
+            key_id: row
+                .key_id
+                .map(|id| u32::try_from(id).map_err(|_| corrupt("factors.key_id")))
+                .transpose()?,
+            last_step: row
+                .last_step
+                .map(|step| u64::try_from(step).map_err(|_| corrupt("factors.last_step")))
+                .transpose()?,
+            preferred: row.preferred != 0,
+            created_at: from_unix_seconds(row.created_at),
+            last_used_at: row.last_used_at.map(from_unix_seconds),
+        })
+    }
+}
+
+/// The columns of [`EnrollmentRow`], for `SELECT` and `RETURNING` lists.
+macro_rules! enrollment_columns {
+    () => {
+        "id, user_id, factor_id, secret_sealed, key_id, attempts, created_at, expires_at"
+    };
+}
+pub(crate) use enrollment_columns;
+
+/// A `totp_enrollments` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EnrollmentRow {
+    id: String,
+    user_id: String,
+    factor_id: String,
+    secret_sealed: Vec<u8>,
+    key_id: i64,
+    attempts: i64,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<EnrollmentRow> for TotpEnrollment {
+    type Error = StoreError;
+
+    fn try_from(row: EnrollmentRow) -> StoreResult<Self> {
+        Ok(TotpEnrollment {
+            id: EnrollmentId(parse_uuid(&row.id, "totp_enrollments.id")?),
+            user_id: UserId(parse_uuid(&row.user_id, "totp_enrollments.user_id")?),
+            factor_id: FactorId(parse_uuid(&row.factor_id, "totp_enrollments.factor_id")?),
+            secret_sealed: row.secret_sealed,
+            key_id: u32::try_from(row.key_id).map_err(|_| corrupt("totp_enrollments.key_id"))?,
+            attempts: count_to_u32(row.attempts, "totp_enrollments.attempts")?,
+            created_at: from_unix_seconds(row.created_at),
+            expires_at: from_unix_seconds(row.expires_at),
+        })
+    }
+}
+
+/// The columns of [`ChallengeRow`], for `SELECT` lists.
+macro_rules! challenge_columns {
+    () => {
+        "id, token_hash, user_id, purpose, created_at, expires_at, completed_at, ip, user_agent"
+    };
+}
+pub(crate) use challenge_columns;
+
+/// A `mfa_challenges` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChallengeRow {
+    id: String,
+    token_hash: Vec<u8>,
+    user_id: String,
+    purpose: String,
+    created_at: i64,
+    expires_at: i64,
+    completed_at: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl TryFrom<ChallengeRow> for Challenge {
+    type Error = StoreError;
+
+    fn try_from(row: ChallengeRow) -> StoreResult<Self> {
+        let token_hash: [u8; 32] = row
+            .token_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("mfa_challenges.token_hash"))?;
+        Ok(Challenge {
+            id: ChallengeId(parse_uuid(&row.id, "mfa_challenges.id")?),
+            token_hash: TokenHash(token_hash),
+            user_id: UserId(parse_uuid(&row.user_id, "mfa_challenges.user_id")?),
+            purpose: row.purpose,
+            created_at: from_unix_seconds(row.created_at),
+            expires_at: from_unix_seconds(row.expires_at),
+            completed_at: row.completed_at.map(from_unix_seconds),
+            ip: row.ip,
+            user_agent: row.user_agent,
+        })
+    }
+}
+
+/// A sealed secret awaiting re-sealing: `table` is `factor` or `enrollment`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SealedSecretRow {
+    table_name: String,
+    id: String,
+    user_id: String,
+    factor_id: String,
+    sealed: Vec<u8>,
+}
+
+impl TryFrom<SealedSecretRow> for SealedSecret {
+    type Error = StoreError;
+
+    fn try_from(row: SealedSecretRow) -> StoreResult<Self> {
+        let factor_id = FactorId(parse_uuid(&row.factor_id, "sealed.factor_id")?);
+        let owner = match row.table_name.as_str() {
+            "factor" => SecretOwner::Factor(factor_id),
+            "enrollment" => SecretOwner::Enrollment {
+                id: EnrollmentId(parse_uuid(&row.id, "sealed.id")?),
+                factor_id,
+            },
+            _ => return Err(corrupt("sealed.table_name")),
+        };
+        Ok(SealedSecret {
+            user_id: UserId(parse_uuid(&row.user_id, "sealed.user_id")?),
+            owner,
+            sealed: row.sealed,
+        })
+    }
+}
+
+/// A TOTP step or other `u64` for a BIGINT column (saturating; steps are far below 2^63).
+pub(crate) fn u64_to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// A `password_throttle` row.

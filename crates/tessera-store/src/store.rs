@@ -2,20 +2,23 @@
 
 use crate::error::map_error;
 use crate::rows::{
-    CredentialsRow, EventRow, OutboxRow, SessionRow, ThrottleRow, UserRow, event_columns,
-    session_columns, user_columns,
+    ChallengeRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow, SealedSecretRow,
+    SessionRow, ThrottleRow, UserRow, challenge_columns, enrollment_columns, event_columns,
+    factor_columns, session_columns, user_columns,
 };
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
 use async_trait::async_trait;
+use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::event::SecurityEvent;
-use tessera_core::ids::{SessionId, UserId};
+use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, TotpEnrollment};
+use tessera_core::ids::{EnrollmentId, SessionId, UserId};
 use tessera_core::notification::OutboxMessage;
 use tessera_core::session::Session;
-use tessera_core::store::{Store, StoreResult, StoreTx};
-use tessera_core::throttle::{PasswordThrottle, ThrottleKey};
+use tessera_core::store::{SealedSecret, Store, StoreResult, StoreTx};
+use tessera_core::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
 use tessera_core::user::{User, UserCredentials};
 use time::OffsetDateTime;
 
@@ -281,6 +284,141 @@ impl Store for SqlStore {
             .await
             .map_err(map_error)?;
         Ok(result.rows_affected())
+    }
+
+    async fn factors_of(&self, user_id: UserId) -> StoreResult<Vec<Factor>> {
+        sqlx::query_as::<_, FactorRow>(concat!(
+            "SELECT ",
+            factor_columns!(),
+            " FROM factors WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(Factor::try_from)
+        .collect()
+    }
+
+    async fn backup_code_status(&self, user_id: UserId) -> StoreResult<BackupCodeStatus> {
+        let (remaining, generated_at) = sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*) - COUNT(used_at), MAX(created_at) FROM backup_codes WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_error)?;
+        Ok(BackupCodeStatus {
+            remaining: crate::rows::count_to_u32(remaining, "backup_codes.count")?,
+            generated_at: generated_at.map(from_unix_seconds),
+        })
+    }
+
+    async fn totp_enrollment(
+        &self,
+        user_id: UserId,
+        id: EnrollmentId,
+    ) -> StoreResult<Option<TotpEnrollment>> {
+        sqlx::query_as::<_, EnrollmentRow>(concat!(
+            "SELECT ",
+            enrollment_columns!(),
+            " FROM totp_enrollments WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(TotpEnrollment::try_from)
+        .transpose()
+    }
+
+    async fn challenge_by_token_hash(
+        &self,
+        token_hash: &TokenHash,
+    ) -> StoreResult<Option<Challenge>> {
+        sqlx::query_as::<_, ChallengeRow>(concat!(
+            "SELECT ",
+            challenge_columns!(),
+            " FROM mfa_challenges WHERE token_hash = $1"
+        ))
+        .bind(&token_hash.0[..])
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(Challenge::try_from)
+        .transpose()
+    }
+
+    async fn second_factor_throttle(&self, user_id: UserId) -> StoreResult<SecondFactorThrottle> {
+        sqlx::query_as::<_, ThrottleRow>(
+            "SELECT failures, locked_until FROM second_factor_throttle WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map_or(
+            Ok(SecondFactorThrottle::default()),
+            SecondFactorThrottle::try_from,
+        )
+    }
+
+    async fn unreported_challenges(
+        &self,
+        created_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<Challenge>> {
+        sqlx::query_as::<_, ChallengeRow>(concat!(
+            "SELECT ",
+            challenge_columns!(),
+            " FROM mfa_challenges WHERE completed_at IS NULL AND report_state IS NULL \
+             AND created_at < $1 ORDER BY created_at, id LIMIT $2"
+        ))
+        .bind(unix_seconds(created_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(Challenge::try_from)
+        .collect()
+    }
+
+    async fn secrets_not_under_key(
+        &self,
+        key_id: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedSecret>> {
+        sqlx::query_as::<_, SealedSecretRow>(
+            "SELECT 'factor' AS table_name, id, user_id, id AS factor_id, secret_sealed AS sealed \
+             FROM factors WHERE secret_sealed IS NOT NULL AND key_id <> $1 \
+             UNION ALL \
+             SELECT 'enrollment' AS table_name, id, user_id, factor_id, secret_sealed AS sealed \
+             FROM totp_enrollments WHERE key_id <> $1 \
+             LIMIT $2",
+        )
+        .bind(i64::from(key_id))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(SealedSecret::try_from)
+        .collect()
+    }
+
+    async fn count_secrets_not_under_key(&self, key_id: u32) -> StoreResult<u64> {
+        let count = sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT COUNT(*) FROM factors WHERE secret_sealed IS NOT NULL AND key_id <> $1) \
+             + (SELECT COUNT(*) FROM totp_enrollments WHERE key_id <> $1)",
+        )
+        .bind(i64::from(key_id))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
 

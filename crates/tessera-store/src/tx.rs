@@ -3,15 +3,20 @@
 //! the pool).
 
 use crate::error::{map_conflict, map_error};
-use crate::rows::{amr_json, count_to_u32, json_text, notification_json};
+use crate::rows::{
+    EnrollmentRow, amr_json, count_to_u32, enrollment_columns, json_text, notification_json,
+    u64_to_i64,
+};
 use async_trait::async_trait;
 use sqlx::Any;
+use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
 use tessera_core::event::NewEvent;
-use tessera_core::ids::{SessionId, UserId};
+use tessera_core::factor::{Challenge, Factor, MfaMethod, ReportState, TotpEnrollment};
+use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use tessera_core::notification::NewOutboxMessage;
 use tessera_core::session::Session;
-use tessera_core::store::{NewUser, StoreResult, StoreTx};
+use tessera_core::store::{NewUser, SecretOwner, StoreResult, StoreTx};
 use tessera_core::throttle::ThrottleKey;
 use time::OffsetDateTime;
 
@@ -58,8 +63,8 @@ impl StoreTx for SqlTx {
     async fn insert_session(&mut self, session: &Session) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, token_hash, state, amr, created_at, last_seen_at, \
-             expires_at, reauth_until, ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             expires_at, reauth_until, ip, user_agent, mfa_method) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(session.id.to_string())
         .bind(session.user_id.to_string())
@@ -72,6 +77,7 @@ impl StoreTx for SqlTx {
         .bind(session.reauth_until.map(unix_seconds))
         .bind(session.ip.as_deref())
         .bind(session.user_agent.as_deref())
+        .bind(session.mfa_method.map(MfaMethod::as_str))
         .execute(&mut *self.tx)
         .await
         .map_err(map_conflict("session already exists"))?;
@@ -198,6 +204,363 @@ impl StoreTx for SqlTx {
         .await
         .map_err(map_error)?;
         Ok(())
+    }
+
+    async fn insert_totp_enrollment(&mut self, enrollment: &TotpEnrollment) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO totp_enrollments (id, user_id, factor_id, secret_sealed, key_id, \
+             attempts, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(enrollment.id.to_string())
+        .bind(enrollment.user_id.to_string())
+        .bind(enrollment.factor_id.to_string())
+        .bind(enrollment.secret_sealed.as_slice())
+        .bind(i64::from(enrollment.key_id))
+        .bind(i64::from(enrollment.attempts))
+        .bind(unix_seconds(enrollment.created_at))
+        .bind(unix_seconds(enrollment.expires_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_conflict("enrollment already exists"))?;
+        Ok(())
+    }
+
+    async fn count_enrollment_attempt(&mut self, id: EnrollmentId, max: u32) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE totp_enrollments SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(max))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn take_totp_enrollment(
+        &mut self,
+        user_id: UserId,
+        id: EnrollmentId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TotpEnrollment>> {
+        sqlx::query_as::<_, EnrollmentRow>(concat!(
+            "DELETE FROM totp_enrollments WHERE id = $1 AND user_id = $2 AND expires_at > $3 \
+             RETURNING ",
+            enrollment_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .map(TotpEnrollment::try_from)
+        .transpose()
+    }
+
+    async fn insert_factor(&mut self, factor: &Factor) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO factors (id, user_id, kind, label, secret_sealed, key_id, last_step, \
+             preferred, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(factor.id.to_string())
+        .bind(factor.user_id.to_string())
+        .bind(factor.kind.as_str())
+        .bind(factor.label.as_str())
+        .bind(factor.secret_sealed.as_deref())
+        .bind(factor.key_id.map(i64::from))
+        .bind(factor.last_step.map(u64_to_i64))
+        .bind(i64::from(factor.preferred))
+        .bind(unix_seconds(factor.created_at))
+        .bind(factor.last_used_at.map(unix_seconds))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_conflict("factor already exists"))?;
+        Ok(())
+    }
+
+    async fn delete_factor(&mut self, user_id: UserId, id: FactorId) -> StoreResult<bool> {
+        let result = sqlx::query("DELETE FROM factors WHERE id = $1 AND user_id = $2")
+            .bind(id.to_string())
+            .bind(user_id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete_factors(&mut self, user_id: UserId) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM factors WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn ensure_preferred_factor(&mut self, user_id: UserId) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE factors SET preferred = 1 WHERE id = \
+             (SELECT id FROM factors WHERE user_id = $1 ORDER BY created_at, id LIMIT 1) \
+             AND NOT EXISTS (SELECT 1 FROM factors WHERE user_id = $1 AND preferred = 1)",
+        )
+        .bind(user_id.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn advance_totp_step(
+        &mut self,
+        factor_id: FactorId,
+        step: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE factors SET last_step = $2, last_used_at = $3 \
+             WHERE id = $1 AND (last_step IS NULL OR last_step < $2)",
+        )
+        .bind(factor_id.to_string())
+        .bind(u64_to_i64(step))
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn replace_backup_codes(
+        &mut self,
+        user_id: UserId,
+        hashes: &[[u8; 32]],
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.delete_backup_codes(user_id).await?;
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        // One multi-row INSERT; the statement text depends only on the number of codes, and
+        // every value is bound.
+        let values: Vec<String> = (0..hashes.len())
+            .map(|i| format!("($1, $2, ${})", i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO backup_codes (user_id, created_at, code_hash) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id.to_string())
+            .bind(unix_seconds(now));
+        for hash in hashes {
+            query = query.bind(&hash[..]);
+        }
+        query
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_conflict("duplicate backup code"))?;
+        Ok(())
+    }
+
+    async fn delete_backup_codes(&mut self, user_id: UserId) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM backup_codes WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn consume_backup_code(
+        &mut self,
+        user_id: UserId,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u32>> {
+        let result = sqlx::query(
+            "UPDATE backup_codes SET used_at = $3 \
+             WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .bind(&hash[..])
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        if result.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let remaining = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM backup_codes WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        count_to_u32(remaining, "backup_codes.count").map(Some)
+    }
+
+    async fn insert_challenge(&mut self, challenge: &Challenge) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mfa_challenges (id, token_hash, user_id, purpose, created_at, \
+             expires_at, completed_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(challenge.id.to_string())
+        .bind(&challenge.token_hash.0[..])
+        .bind(challenge.user_id.to_string())
+        .bind(challenge.purpose.as_str())
+        .bind(unix_seconds(challenge.created_at))
+        .bind(unix_seconds(challenge.expires_at))
+        .bind(challenge.completed_at.map(unix_seconds))
+        .bind(challenge.ip.as_deref())
+        .bind(challenge.user_agent.as_deref())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_conflict("challenge already exists"))?;
+        Ok(())
+    }
+
+    async fn complete_challenge(
+        &mut self,
+        id: ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE mfa_challenges SET completed_at = $2 \
+             WHERE id = $1 AND completed_at IS NULL AND expires_at > $2",
+        )
+        .bind(id.to_string())
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn record_second_factor_failure(
+        &mut self,
+        user_id: UserId,
+        now: OffsetDateTime,
+        limit: u32,
+        lock_until: OffsetDateTime,
+    ) -> StoreResult<Option<u32>> {
+        // One conditional upsert, like the password reservation: a running lock refuses the
+        // update (no row returned: `None`); an ended lock starts a new count; reaching the
+        // limit sets the lock in the same statement, so a parallel guess queued behind this
+        // one finds it.
+        let failures = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO second_factor_throttle AS t (user_id, failures, locked_until) \
+             VALUES ($1, 1, CASE WHEN 1 >= $3 THEN $4 ELSE NULL END) \
+             ON CONFLICT (user_id) DO UPDATE SET \
+               failures = CASE WHEN t.locked_until IS NOT NULL THEN 1 ELSE t.failures + 1 END, \
+               locked_until = CASE \
+                 WHEN (CASE WHEN t.locked_until IS NOT NULL THEN 1 ELSE t.failures + 1 END) >= $3 \
+                 THEN $4 ELSE NULL END \
+             WHERE t.locked_until IS NULL OR t.locked_until <= $2 \
+             RETURNING failures",
+        )
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .bind(i64::from(limit))
+        .bind(unix_seconds(lock_until))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        failures
+            .map(|failures| count_to_u32(failures, "second_factor_throttle.failures"))
+            .transpose()
+    }
+
+    async fn clear_second_factor_failures(
+        &mut self,
+        user_id: UserId,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let locked_until = sqlx::query_scalar::<_, Option<i64>>(
+            "DELETE FROM second_factor_throttle WHERE user_id = $1 RETURNING locked_until",
+        )
+        .bind(user_id.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(locked_until.flatten().map(from_unix_seconds))
+    }
+
+    async fn set_session_mfa(
+        &mut self,
+        id: SessionId,
+        method: MfaMethod,
+        amr: &[String],
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET mfa_method = $2, amr = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(method.as_str())
+            .bind(amr_json(amr)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn mark_challenge_reported(
+        &mut self,
+        id: ChallengeId,
+        state: ReportState,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE mfa_challenges SET report_state = $2, reported_at = $3 \
+             WHERE id = $1 AND report_state IS NULL AND completed_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(state.as_str())
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn last_unfinished_signin_report(
+        &mut self,
+        user_id: UserId,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let at = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(reported_at) FROM mfa_challenges WHERE user_id = $1 AND report_state = 'sent'",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(at.map(from_unix_seconds))
+    }
+
+    async fn reseal_secret(
+        &mut self,
+        owner: SecretOwner,
+        previous: &[u8],
+        sealed: &[u8],
+        key_id: u32,
+    ) -> StoreResult<bool> {
+        let (sql, id) = match owner {
+            SecretOwner::Factor(id) => (
+                "UPDATE factors SET secret_sealed = $2, key_id = $3 WHERE id = $1 AND secret_sealed = $4",
+                id.to_string(),
+            ),
+            SecretOwner::Enrollment { id, .. } => (
+                "UPDATE totp_enrollments SET secret_sealed = $2, key_id = $3 WHERE id = $1 AND secret_sealed = $4",
+                id.to_string(),
+            ),
+        };
+        let result = sqlx::query(sql)
+            .bind(id)
+            .bind(sealed)
+            .bind(i64::from(key_id))
+            .bind(previous)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -76,11 +76,19 @@ enum AdminCommand {
     },
     /// List the accounts.
     ListUsers,
+    /// Remove every MFA factor and backup code of an account (a user who lost everything);
+    /// records the event and emails the user.
+    ResetMfa {
+        /// The account's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Add a new AES-256-GCM key and make it primary; older keys still open what they sealed.
+    /// Add a new AES-256-GCM key, make it primary, and re-seal every stored secret under it;
+    /// older keys stay in the ring and keep opening what they sealed.
     Rotate,
 }
 
@@ -182,10 +190,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} account(s)", users.len());
             Ok(())
         }
+        Command::Admin(AdminCommand::ResetMfa { email }) => {
+            let settings = load_settings(&cli.common, None)?;
+            let store = server::open_store(&settings).await?;
+            let services = server::services(&settings, store, Arc::new(SystemClock)).await?;
+            let reset = services
+                .operator_reset_mfa(email)
+                .await
+                .map_err(|error| match error {
+                    tessera_core::Error::NotFound => {
+                        anyhow::anyhow!("no account with the email {email}")
+                    }
+                    other => anyhow::anyhow!(other),
+                })?;
+            // The email is in the outbox; a running server delivers it (the outbox is shared).
+            println!(
+                "reset MFA of {email}: removed {} factor(s) and {} backup code(s); the user was emailed",
+                reset.factors, reset.backup_codes
+            );
+            Ok(())
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let settings = load_settings(&cli.common, None)?;
             let id = tessera_server::keys::rotate(&settings.data_dir)?;
-            println!("key {id} is now the primary sealing key; restart the servers to use it");
+            println!("key {id} is now the primary sealing key; re-sealing stored secrets under it");
+            let store = server::open_store(&settings).await?;
+            let services = server::services(&settings, store, Arc::new(SystemClock)).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} secrets re-sealed ({eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let resealed = services
+                .reseal_secrets(|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await
+                .context("re-sealing stopped; run `tessera keys rotate` again after fixing the cause (old keys are kept)")?;
+            bar.finish();
+            println!(
+                "re-sealed {resealed} secret(s) under key {id}; older keys remain in the ring"
+            );
             Ok(())
         }
     }

@@ -2,11 +2,16 @@
 //! clock, and returns domain types; handlers only translate HTTP to these calls and back.
 
 mod accounts;
+mod mfa;
 mod password;
 mod sessions;
 mod signin;
 
 pub use accounts::NewAccount;
+pub use mfa::{
+    ConfirmedFactor, MfaChallenge, MfaReset, MfaSettings, MfaState, PasswordOutcome,
+    SecondFactorProof, StartedTotpEnrollment,
+};
 pub use signin::SignedIn;
 
 use crate::clock::Clock;
@@ -34,6 +39,8 @@ pub struct ServiceSettings {
     pub signup: Signup,
     /// Session lifetimes.
     pub sessions: SessionPolicy,
+    /// MFA settings.
+    pub mfa: MfaSettings,
 }
 
 impl Default for ServiceSettings {
@@ -41,6 +48,7 @@ impl Default for ServiceSettings {
         Self {
             signup: Signup::Open,
             sessions: SessionPolicy::default(),
+            mfa: MfaSettings::default(),
         }
     }
 }
@@ -52,8 +60,21 @@ pub struct Services {
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
     pepper: Arc<Pepper>,
-    keys: Arc<KeyRing>,
+    keys: Arc<KeyCell>,
     settings: ServiceSettings,
+}
+
+/// Where the key ring can be read again (the keys directory), so a running instance picks up
+/// a key added by `tessera keys rotate` the first time it meets a value sealed with it.
+pub trait KeyRingSource: Send + Sync + 'static {
+    /// Reads the current key ring.
+    fn load(&self) -> Result<KeyRing>;
+}
+
+/// The current key ring, replaceable at run time.
+struct KeyCell {
+    ring: std::sync::RwLock<Arc<KeyRing>>,
+    source: Option<Arc<dyn KeyRingSource>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -80,7 +101,10 @@ impl Services {
             clock,
             hasher,
             pepper: Arc::new(pepper),
-            keys: Arc::new(keys),
+            keys: Arc::new(KeyCell {
+                ring: std::sync::RwLock::new(Arc::new(keys)),
+                source: None,
+            }),
             settings,
         }
     }
@@ -95,9 +119,68 @@ impl Services {
         &self.clock
     }
 
+    /// Reads the key ring again from `source` when a sealed value names a key this instance
+    /// does not have yet.
+    pub fn with_key_source(mut self, source: Arc<dyn KeyRingSource>) -> Self {
+        let ring = self.key_ring();
+        self.keys = Arc::new(KeyCell {
+            ring: std::sync::RwLock::new(ring),
+            source: Some(source),
+        });
+        self
+    }
+
     /// The instance key ring (for sealing factor secrets).
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys
+            .ring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads the key ring again from its source (periodically, so new values are sealed with
+    /// a key added by `tessera keys rotate` without a restart). Returns the primary key id.
+    pub fn reload_keys(&self) -> Result<u32> {
+        let Some(source) = &self.keys.source else {
+            return Ok(self.key_ring().primary_id());
+        };
+        let fresh = Arc::new(source.load()?);
+        let primary = fresh.primary_id();
+        *self
+            .keys
+            .ring
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        Ok(primary)
+    }
+
+    /// Opens a sealed value; if its key is unknown here, reads the ring again once (another
+    /// process rotated the keys) and retries. Fails closed otherwise.
+    pub(crate) fn open_sealed(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+        let ring = self.key_ring();
+        match ring.open(sealed, aad) {
+            Ok(plain) => Ok(plain),
+            Err(error) => {
+                let Some(source) = &self.keys.source else {
+                    return Err(error);
+                };
+                let unknown_key = crate::crypto::sealed_key_id(sealed)
+                    .is_some_and(|id| !ring.keys().iter().any(|k| k.id() == id));
+                if !unknown_key {
+                    return Err(error);
+                }
+                let fresh = Arc::new(source.load()?);
+                let plain = fresh.open(sealed, aad);
+                *self
+                    .keys
+                    .ring
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+                tracing::info!("reloaded the key ring: a newer key is in use");
+                plain
+            }
+        }
     }
 
     /// The settings.

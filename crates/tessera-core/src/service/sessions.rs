@@ -23,6 +23,10 @@ impl Services {
         }
         let token = Token::from_client(token);
         let Some(session) = self.store.session_by_token_hash(&token.hash()).await? else {
+            // A challenge token is not a session: it opens the second step only.
+            if self.is_open_challenge(&token).await? {
+                return Err(Error::MfaRequired);
+            }
             return Err(Error::Unauthenticated);
         };
         let now = self.clock.now();

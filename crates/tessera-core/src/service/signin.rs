@@ -5,13 +5,15 @@
 //! store so every instance sees it), account enumeration (unknown emails cost one dummy Argon2id
 //! verification and get the same answer), session fixation (a new token every time).
 
+use super::mfa::{AfterPassword, PasswordOutcome};
 use super::{Authenticated, Services};
 use crate::crypto::Token;
 use crate::email::Email;
 use crate::event::{ClientInfo, EventKind, NewEvent};
+use crate::factor::MfaMethod;
 use crate::ids::{SessionId, UserId};
 use crate::password::MAX_PASSWORD_BYTES;
-use crate::session::{REAUTH_WINDOW, Session, SessionState};
+use crate::session::{Session, SessionState};
 use crate::store::StoreTx;
 use crate::throttle::{ThrottleKey, lock_after};
 use crate::user::User;
@@ -47,7 +49,7 @@ impl Services {
         password: &str,
         client: ClientInfo,
         replacing: Option<&Authenticated>,
-    ) -> Result<SignedIn> {
+    ) -> Result<PasswordOutcome> {
         let email = Email::parse(email)?;
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(Error::invalid(format!(
@@ -69,6 +71,7 @@ impl Services {
             }
         };
 
+        let mfa = self.mfa_state(user.id).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         tx.reset_password_failures(&attempt.key).await?;
@@ -76,23 +79,25 @@ impl Services {
             tx.delete_session(previous.user.id, previous.session.id)
                 .await?;
         }
-        let (session, token) = self
-            .issue_session(
-                tx.as_mut(),
-                &user,
-                vec!["pwd".into()],
-                Some(now + REAUTH_WINDOW),
-                &client,
-                now,
-            )
-            .await?;
-        tx.commit().await?;
-        tracing::info!(user_id = %user.id, session_id = %session.id, "signed in");
-        Ok(SignedIn {
-            session,
-            token,
-            user,
-        })
+        match self
+            .after_password(tx.as_mut(), &user, mfa, &client, now)
+            .await?
+        {
+            AfterPassword::Session(session, token) => {
+                tx.commit().await?;
+                tracing::info!(user_id = %user.id, session_id = %session.id, "signed in");
+                Ok(PasswordOutcome::SignedIn(SignedIn {
+                    session,
+                    token,
+                    user,
+                }))
+            }
+            AfterPassword::Challenge(challenge) => {
+                tx.commit().await?;
+                tracing::info!(user_id = %user.id, "password accepted, second factor owed");
+                Ok(PasswordOutcome::MfaRequired(challenge))
+            }
+        }
     }
 
     /// Counts one password attempt for `email_normalized` before the password is checked, and
@@ -163,14 +168,20 @@ impl Services {
 }
 
 impl Services {
-    /// The one gate: every path that creates a session (password today; second factors, admin
-    /// reset links and OpenID Connect later) goes through here, inside the caller's transaction.
-    /// It issues a fresh token, records the sign-in, and returns the session with its token.
-    async fn issue_session(
+    /// The one gate: every path that creates a session (password, second factors; admin reset
+    /// links and OpenID Connect later) goes through here, inside the caller's transaction —
+    /// after [`Services::after_password`] decided nothing more is owed. It issues a fresh
+    /// token, records the sign-in, and returns the session with its token.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "every field of a new session is chosen by the caller"
+    )]
+    pub(super) async fn issue_session(
         &self,
         tx: &mut dyn StoreTx,
         user: &User,
         amr: Vec<String>,
+        mfa_method: Option<MfaMethod>,
         reauth_until: Option<OffsetDateTime>,
         client: &ClientInfo,
         now: OffsetDateTime,
@@ -188,6 +199,7 @@ impl Services {
             reauth_until,
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
+            mfa_method,
         };
         tx.insert_session(&session).await?;
         tx.insert_event(&NewEvent {
@@ -196,7 +208,11 @@ impl Services {
             at: now,
             client: client.clone(),
             actor_id: None,
-            details: json!({ "session_id": session.id.to_string(), "amr": session.amr }),
+            details: json!({
+                "session_id": session.id.to_string(),
+                "amr": session.amr,
+                "method": mfa_method.map(MfaMethod::as_str),
+            }),
         })
         .await?;
         Ok((session, token))

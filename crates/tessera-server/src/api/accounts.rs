@@ -7,9 +7,11 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
+use tessera_core::Error;
 use tessera_core::ids::SessionId;
-use tessera_core::service::NewAccount;
+use tessera_core::service::{NewAccount, PasswordOutcome, SecondFactorProof, SignedIn};
 
 /// Sign up.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts",
@@ -41,11 +43,12 @@ pub async fn create_account(
     ))
 }
 
-/// Sign in with a password.
+/// Sign in with a password: a session, or a challenge when a second factor is owed.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
     request_body = SignInRequest,
     responses(
-        (status = 201, body = SignInResponse),
+        (status = 201, description = "authenticated", body = SignInResponse),
+        (status = 200, description = "mfa_required: continue at POST /api/v1/sessions/mfa", body = MfaRequiredResponse),
         (status = 400, body = ErrorEnvelope),
         (status = 401, description = "invalid_credentials", body = ErrorEnvelope),
         (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
@@ -54,14 +57,22 @@ pub async fn create_session(
     State(state): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<SignInRequest>,
-) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
+) -> ApiResult<Response> {
     let result = state
         .services
         .sign_in_with_password(&body.email, body.password.expose_secret(), client, None)
         .await;
     state.metrics.record_signin(&result);
-    let signed_in = result?;
-    Ok((
+    Ok(match result? {
+        PasswordOutcome::SignedIn(signed_in) => signed_in_response(&signed_in).into_response(),
+        PasswordOutcome::MfaRequired(challenge) => {
+            (StatusCode::OK, Json(MfaRequiredResponse::from(&challenge))).into_response()
+        }
+    })
+}
+
+fn signed_in_response(signed_in: &SignedIn) -> (StatusCode, Json<SignInResponse>) {
+    (
         StatusCode::CREATED,
         Json(SignInResponse {
             status: "authenticated",
@@ -70,7 +81,49 @@ pub async fn create_session(
             user: (&signed_in.user).into(),
             amr: signed_in.session.amr.clone(),
         }),
-    ))
+    )
+}
+
+/// The second step of sign-in: a TOTP or backup code for the challenge.
+#[utoipa::path(post, path = "/api/v1/sessions/mfa", tag = "sessions",
+    request_body = SecondStepRequest,
+    responses(
+        (status = 201, body = SignInResponse),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, description = "invalid_code: wrong, used or expired code or challenge", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: too many wrong codes (Retry-After)", body = ErrorEnvelope),
+    ))]
+pub async fn second_step(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<SecondStepRequest>,
+) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
+    let code = body.code.as_ref().map(|c| c.expose_secret()).unwrap_or("");
+    let proof = match body.method.as_str() {
+        "totp" => SecondFactorProof::Totp {
+            factor_id: body.factor_id.as_deref(),
+            code,
+        },
+        "backup_code" => SecondFactorProof::BackupCode(code),
+        "sms" | "email" | "webauthn" => {
+            return Err(ApiError::from(Error::invalid(format!(
+                "method: {} is not available on this server yet",
+                body.method
+            ))));
+        }
+        _ => {
+            return Err(ApiError::from(Error::invalid(
+                "method: must be one of totp, backup_code, sms, email, webauthn",
+            )));
+        }
+    };
+    let result = state
+        .services
+        .complete_second_step(body.challenge_token.expose_secret(), proof, client)
+        .await;
+    let signed_in = result?;
+    state.outbox_wake.notify_one();
+    Ok(signed_in_response(&signed_in))
 }
 
 /// The caller's live sessions.

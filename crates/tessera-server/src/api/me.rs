@@ -20,22 +20,16 @@ pub async fn me(
     State(state): State<AppState>,
     ApiSession(auth): ApiSession,
 ) -> ApiResult<Json<MeResponse>> {
+    let mfa = state.services.mfa_state(auth.user.id).await?;
     Ok(Json(MeResponse {
         user: (&auth.user).into(),
         csrf_token: state.services.csrf_token(&auth),
-        mfa: MfaStatus {
-            enabled: false,
-            factors: Vec::new(),
-            backup_codes: BackupCodeStatus {
-                remaining: 0,
-                generated_at: None,
-            },
-        },
+        mfa: MfaStatus::from(&mfa),
         policy: EffectivePolicy {
             mfa_required: false,
             deadline: None,
             allowed_methods: ALL_METHODS.iter().map(|m| (*m).to_owned()).collect(),
-            allow_disable: true,
+            allow_disable: state.services.settings().mfa.allow_disable,
         },
         reauth_until: state.services.open_reauth_window(&auth),
     }))

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod error;
 pub mod extract;
+pub mod factors;
 pub mod me;
 pub mod ops;
 pub mod wire;
@@ -25,6 +26,7 @@ use utoipa_axum::routes;
         (name = "accounts", description = "Sign-up"),
         (name = "sessions", description = "Sign-in, sessions, sign-out and re-authentication"),
         (name = "me", description = "The signed-in account"),
+        (name = "factors", description = "Multi-factor authentication: authenticator apps, backup codes"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -47,6 +49,7 @@ impl Modify for BearerAuth {
 pub const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("post", "/api/v1/accounts"),
     ("post", "/api/v1/sessions"),
+    ("post", "/api/v1/sessions/mfa"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -59,6 +62,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     let unauthenticated = OpenApiRouter::new()
         .routes(routes!(accounts::create_account))
         .routes(routes!(accounts::create_session))
+        .routes(routes!(accounts::second_step))
         .route_layer(from_fn_with_state(state.clone(), limit_by_client));
     let authenticated = OpenApiRouter::new()
         .routes(routes!(accounts::list_sessions))
@@ -67,7 +71,12 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::reauth))
         .routes(routes!(me::me))
         .routes(routes!(me::change_password))
-        .routes(routes!(me::events));
+        .routes(routes!(me::events))
+        .routes(routes!(factors::start_totp))
+        .routes(routes!(factors::confirm_totp))
+        .routes(routes!(factors::delete_factor))
+        .routes(routes!(factors::disable_mfa))
+        .routes(routes!(factors::regenerate_backup_codes));
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -3,6 +3,8 @@
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tessera_core::event::SecurityEvent;
+use tessera_core::factor::Factor;
+use tessera_core::service::{MfaChallenge, MfaState};
 use tessera_core::session::Session;
 use tessera_core::user::User;
 use time::OffsetDateTime;
@@ -157,7 +159,7 @@ pub struct ChangePasswordRequest {
     pub new_password: SecretString,
 }
 
-/// A factor (none exist before MFA is enabled).
+/// An active second factor.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorSummary {
     /// Factor id.
@@ -170,8 +172,143 @@ pub struct FactorSummary {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// When it last passed a second step.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<OffsetDateTime>,
     /// Whether it is offered first.
     pub preferred: bool,
+}
+
+impl From<&Factor> for FactorSummary {
+    fn from(factor: &Factor) -> Self {
+        Self {
+            id: factor.id.to_string(),
+            kind: factor.kind.as_str().to_owned(),
+            label: factor.label.clone(),
+            created_at: factor.created_at,
+            last_used_at: factor.last_used_at,
+            preferred: factor.preferred,
+        }
+    }
+}
+
+/// `POST /api/v1/sessions` when a second factor is owed.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredResponse {
+    /// `mfa_required`.
+    pub status: &'static str,
+    /// Opens `POST /api/v1/sessions/mfa` (and nothing else) for 5 minutes.
+    pub challenge_token: String,
+    /// When the challenge ends.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// The factor to offer first.
+    pub preferred_factor_id: Option<String>,
+    /// Every active factor, preferred first.
+    pub factors: Vec<FactorSummary>,
+    /// The methods the second step accepts: factor kinds, and `backup_code` while unused
+    /// codes remain.
+    pub methods: Vec<String>,
+}
+
+impl From<&MfaChallenge> for MfaRequiredResponse {
+    fn from(challenge: &MfaChallenge) -> Self {
+        let mut methods: Vec<String> = Vec::new();
+        for factor in &challenge.factors {
+            let kind = factor.kind.as_str().to_owned();
+            if !methods.contains(&kind) {
+                methods.push(kind);
+            }
+        }
+        if challenge.backup_codes_remaining > 0 {
+            methods.push("backup_code".into());
+        }
+        Self {
+            status: "mfa_required",
+            challenge_token: challenge.token.expose().to_owned(),
+            expires_at: challenge.challenge.expires_at,
+            preferred_factor_id: challenge
+                .factors
+                .iter()
+                .find(|f| f.preferred)
+                .or(challenge.factors.first())
+                .map(|f| f.id.to_string()),
+            factors: challenge.factors.iter().map(FactorSummary::from).collect(),
+            methods,
+        }
+    }
+}
+
+/// `POST /api/v1/sessions/mfa`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondStepRequest {
+    /// From `POST /api/v1/sessions`.
+    #[schema(value_type = String, format = Password)]
+    pub challenge_token: SecretString,
+    /// `totp` or `backup_code` (`sms`, `email`, `webauthn` arrive with those factors).
+    pub method: String,
+    /// The TOTP factor the code is for (any of the user's when absent).
+    pub factor_id: Option<String>,
+    /// The code as typed: 6 digits, or a backup code in any case with or without dashes.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code: Option<SecretString>,
+    /// A WebAuthn assertion (security keys, not yet available).
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/me/factors/totp`.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrollmentResponse {
+    /// Pass to the confirm endpoint.
+    pub enrollment_id: String,
+    /// The secret for manual entry: RFC 4648 base32, no padding, 160 bits.
+    pub secret: String,
+    /// `otpauth://totp/…` (what the QR code holds).
+    pub otpauth_uri: String,
+    /// The QR code as an inline SVG document.
+    pub qr_svg: String,
+    /// The enrollment ends then (15 minutes).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /api/v1/me/factors/totp/{enrollment_id}/confirm`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmFactorRequest {
+    /// The current 6-digit code from the app.
+    #[schema(value_type = String, format = Password)]
+    pub code: SecretString,
+    /// A name for the factor (default "Authenticator app"), at most 64 characters.
+    pub label: Option<String>,
+    /// Reset to a new device: the TOTP factor this one replaces, in the same transaction.
+    pub replace_factor_id: Option<String>,
+}
+
+/// A confirmed factor.
+#[derive(Serialize, ToSchema)]
+pub struct ConfirmFactorResponse {
+    /// The new factor.
+    pub factor: FactorSummary,
+    /// Backup codes at the first MFA (shown once), else `null`.
+    pub backup_codes: Option<Vec<String>>,
+    /// Other sessions signed out.
+    pub sessions_revoked: u64,
+}
+
+/// `POST /api/v1/me/backup-codes`.
+#[derive(Serialize, ToSchema)]
+pub struct BackupCodesResponse {
+    /// 10 new codes, `XXXX-XXXX-XXXX-XXXX`; earlier codes no longer work.
+    pub codes: Vec<String>,
 }
 
 /// Backup-code status.
@@ -186,6 +323,19 @@ pub struct BackupCodeStatus {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub generated_at: Option<OffsetDateTime>,
+}
+
+impl From<&MfaState> for MfaStatus {
+    fn from(state: &MfaState) -> Self {
+        Self {
+            enabled: state.enabled(),
+            factors: state.factors.iter().map(FactorSummary::from).collect(),
+            backup_codes: BackupCodeStatus {
+                remaining: state.backup_codes.remaining,
+                generated_at: state.backup_codes.generated_at,
+            },
+        }
+    }
 }
 
 /// The user's MFA state.
@@ -291,3 +441,8 @@ pub struct EventsResponse {
     /// Newest first.
     pub events: Vec<EventResponse>,
 }
+
+/// A request that takes no fields (an empty body or `{}`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}

@@ -11,7 +11,7 @@
 //! so a new kind is added in one place.
 
 use askama::Template;
-use tessera_core::notification::Notification;
+use tessera_core::notification::{FactorChange, Notification};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -100,7 +100,178 @@ struct PasswordChangedText<'a> {
     sessions_revoked: u64,
 }
 
+/// The content of a security notice: a greeting, one sentence saying what happened, facts
+/// (when, from where), further lines, and what to do if it was not the user. The MFA notices
+/// share this one template pair; only their wording differs.
+struct Notice {
+    subject: String,
+    display_name: String,
+    lead: String,
+    facts: Vec<(&'static str, String)>,
+    lines: Vec<String>,
+    not_you: &'static str,
+    sms: String,
+}
+
+#[derive(Template)]
+#[template(path = "email/security_notice.html")]
+struct NoticeHtml<'a> {
+    layout: &'a Layout<'a>,
+    subject: &'a str,
+    notice: &'a Notice,
+}
+
+#[derive(Template)]
+#[template(path = "email/security_notice.txt")]
+struct NoticeText<'a> {
+    layout: &'a Layout<'a>,
+    notice: &'a Notice,
+}
+
+/// "When" and "From" facts of a notice.
+fn when_and_where(at: &str, ip: Option<&String>) -> Vec<(&'static str, String)> {
+    let mut facts = vec![("When", human_time(at))];
+    if let Some(ip) = ip {
+        facts.push(("From", ip.clone()));
+    }
+    facts
+}
+
+fn revoked_line(sessions_revoked: u64) -> Option<String> {
+    match sessions_revoked {
+        0 => None,
+        1 => Some("1 other session was signed out.".into()),
+        n => Some(format!("{n} other sessions were signed out.")),
+    }
+}
+
+const NOT_YOU_FACTOR: &str = "If you did not make this change, someone else may have your password: change it now and review your sign-in methods at";
+const NOT_YOU_SIGNIN: &str =
+    "If this wasn't you, change your password now: someone may know it. Review your sessions at";
+
 impl Renderer {
+    /// The wording of the MFA notices, or `None` for kinds with their own templates.
+    fn notice(&self, notification: &Notification) -> Option<Notice> {
+        let security = &self.security_url;
+        Some(match notification {
+            Notification::FactorChanged {
+                display_name,
+                change,
+                label,
+                at,
+                ip,
+                sessions_revoked,
+            } => {
+                let (subject, lead, sms) = match change {
+                    FactorChange::MfaEnabled => (
+                        format!("Two-step verification is on for your {SERVICE_NAME} account"),
+                        format!("Two-step verification was turned on with the authenticator app \"{label}\". Signing in now needs a code from it (or a backup code)."),
+                        "two-step verification was turned on",
+                    ),
+                    FactorChange::Added => (
+                        format!("A sign-in method was added to your {SERVICE_NAME} account"),
+                        format!("The authenticator app \"{label}\" was added to your account."),
+                        "a sign-in method was added",
+                    ),
+                    FactorChange::Replaced => (
+                        format!("Your {SERVICE_NAME} authenticator app was reset"),
+                        format!("Your authenticator was reset: \"{label}\" replaces the previous app, whose codes no longer work. Your backup codes still work."),
+                        "your authenticator app was reset",
+                    ),
+                    FactorChange::Removed => (
+                        format!("A sign-in method was removed from your {SERVICE_NAME} account"),
+                        format!("The sign-in method \"{label}\" was removed from your account."),
+                        "a sign-in method was removed",
+                    ),
+                };
+                Notice {
+                    subject,
+                    display_name: display_name.clone(),
+                    lead,
+                    facts: when_and_where(at, ip.as_ref()),
+                    lines: revoked_line(*sessions_revoked).into_iter().collect(),
+                    not_you: NOT_YOU_FACTOR,
+                    sms: format!("{SERVICE_NAME}: {sms}. Not you? {security}"),
+                }
+            }
+            Notification::MfaDisabled {
+                display_name,
+                at,
+                ip,
+                by_operator,
+            } => Notice {
+                subject: format!("Two-step verification is off for your {SERVICE_NAME} account"),
+                display_name: display_name.clone(),
+                lead: if *by_operator {
+                    "An administrator reset two-step verification on your account: every authenticator app and backup code was removed. Set it up again from your security settings.".into()
+                } else {
+                    "Two-step verification was turned off: every authenticator app and backup code was removed. Your password alone now signs you in.".into()
+                },
+                facts: when_and_where(at, ip.as_ref()),
+                lines: Vec::new(),
+                not_you: NOT_YOU_FACTOR,
+                sms: format!("{SERVICE_NAME}: two-step verification was turned off. Not you? {security}"),
+            },
+            Notification::BackupCodesRegenerated {
+                display_name,
+                at,
+                ip,
+            } => Notice {
+                subject: format!("New {SERVICE_NAME} backup codes were generated"),
+                display_name: display_name.clone(),
+                lead: "A new set of 10 backup codes was generated for your account. Every earlier backup code stopped working.".into(),
+                facts: when_and_where(at, ip.as_ref()),
+                lines: Vec::new(),
+                not_you: NOT_YOU_FACTOR,
+                sms: format!("{SERVICE_NAME}: new backup codes were generated. Not you? {security}"),
+            },
+            Notification::BackupCodeUsed {
+                display_name,
+                at,
+                ip,
+                remaining,
+            } => {
+                let mut lines = vec![match remaining {
+                    1 => "You have 1 backup code left.".to_owned(),
+                    n => format!("You have {n} backup codes left."),
+                }];
+                if *remaining <= tessera_core::factor::LOW_BACKUP_CODES {
+                    lines.push("You are running low: generate new backup codes in your security settings.".into());
+                }
+                Notice {
+                    subject: format!("A backup code was used to sign in to {SERVICE_NAME}"),
+                    display_name: display_name.clone(),
+                    lead: "A backup code was used to sign in to your account. Each code works once.".into(),
+                    facts: when_and_where(at, ip.as_ref()),
+                    lines,
+                    not_you: NOT_YOU_SIGNIN,
+                    sms: format!("{SERVICE_NAME}: a backup code was used to sign in; {remaining} left. Not you? {security}"),
+                }
+            }
+            Notification::UnfinishedSignin {
+                display_name,
+                at,
+                ip,
+                user_agent,
+            } => {
+                let mut facts = when_and_where(at, ip.as_ref());
+                if let Some(agent) = user_agent {
+                    facts.push(("Device", agent.chars().take(120).collect()));
+                }
+                Notice {
+                    subject: format!("Someone signed in to {SERVICE_NAME} with your password"),
+                    display_name: display_name.clone(),
+                    lead: "Someone signed in with your password but did not complete two-step verification.".into(),
+                    facts,
+                    lines: vec!["If this was you, you can ignore this message.".into()],
+                    not_you: NOT_YOU_SIGNIN,
+                    sms: format!("{SERVICE_NAME}: someone signed in with your password. Not you? Change it: {security}"),
+                }
+            }
+            _ => return None,
+        })
+    }
+
     /// A renderer whose links point under `public_url` (e.g. `https://id.example.com`).
     pub fn new(public_url: &str) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
@@ -138,6 +309,27 @@ impl Renderer {
             public_url: &self.public_url,
             security_url: &self.security_url,
         };
+        if let Some(notice) = self.notice(notification) {
+            let html = NoticeHtml {
+                layout: &layout,
+                subject: &notice.subject,
+                notice: &notice,
+            }
+            .render()?;
+            let text = NoticeText {
+                layout: &layout,
+                notice: &notice,
+            }
+            .render()?;
+            return Ok(Rendered {
+                email: RenderedEmail {
+                    subject: notice.subject,
+                    text,
+                    html,
+                },
+                sms: notice.sms,
+            });
+        }
         match notification {
             Notification::AccountCreated { email } => {
                 let subject = format!("Welcome to {SERVICE_NAME}");
@@ -339,6 +531,62 @@ mod tests {
             assert!(email.text.contains(name), "{}", email.text);
             assert!(!email.subject.contains('<'));
         }
+    }
+
+    #[test]
+    fn mfa_notices_say_what_happened_and_what_to_do() {
+        let r = renderer();
+        let used = r
+            .email(&Notification::BackupCodeUsed {
+                display_name: "Ann".into(),
+                at: "2026-03-04T05:06:07Z".into(),
+                ip: Some("203.0.113.9".into()),
+                remaining: 3,
+            })
+            .unwrap();
+        assert_eq!(used.subject, "A backup code was used to sign in to Tessera");
+        for part in [&used.text, &used.html] {
+            assert!(part.contains("Hello Ann,"), "{part}");
+            assert!(part.contains("You have 3 backup codes left."), "{part}");
+            assert!(part.contains("running low"), "{part}");
+            assert!(part.contains("2026-03-04 05:06 UTC"), "{part}");
+            assert!(
+                part.contains("https://id.example.com/settings/security"),
+                "{part}"
+            );
+        }
+        let enabled = r
+            .email(&Notification::FactorChanged {
+                display_name: "<b>Ann</b>".into(),
+                change: FactorChange::MfaEnabled,
+                label: "<i>Phone</i>".into(),
+                at: "2026-03-04T05:06:07Z".into(),
+                ip: None,
+                sessions_revoked: 2,
+            })
+            .unwrap();
+        assert!(enabled.subject.contains("Two-step verification is on"));
+        assert!(enabled.text.contains("2 other sessions were signed out."));
+        assert!(
+            !enabled.html.contains("<b>Ann") && !enabled.html.contains("<i>"),
+            "{}",
+            enabled.html
+        );
+        let unfinished = r
+            .render(&Notification::UnfinishedSignin {
+                display_name: "Ann".into(),
+                at: "2026-03-04T05:06:07Z".into(),
+                ip: Some("198.51.100.4".into()),
+                user_agent: Some("Firefox".into()),
+            })
+            .unwrap();
+        assert!(
+            unfinished.email.text.contains("change your password"),
+            "{}",
+            unfinished.email.text
+        );
+        assert!(unfinished.email.text.contains("Device: Firefox"));
+        assert!(unfinished.sms.chars().count() <= 160, "{}", unfinished.sms);
     }
 
     #[test]

@@ -9,6 +9,7 @@
     reason = "page handlers exit early with a finished Response; boxing it buys nothing"
 )]
 
+mod mfa;
 mod pages;
 
 use crate::api::extract::{Client, session_token};
@@ -28,16 +29,28 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tessera_core::Error;
 use tessera_core::ids::SessionId;
-use tessera_core::service::{Authenticated, FullSession, NewAccount};
+use tessera_core::service::{Authenticated, FullSession, NewAccount, PasswordOutcome};
 use time::Duration;
 
 const STYLESHEET: &str = include_str!("../../static/tessera.css");
+const SCRIPT: &str = include_str!("../../static/tessera.js");
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCRIPT,
+    )
+}
 
 /// The page routes.
 pub fn router(state: &AppState) -> Router<AppState> {
     let credential_forms = Router::new()
         .route("/login", post(login_submit))
         .route("/signup", post(signup_submit))
+        .route(mfa::SECOND_STEP_PATH, post(mfa::second_step_submit))
         .route_layer(from_fn_with_state(state.clone(), limit_by_client));
     Router::new()
         .route("/", get(home))
@@ -50,7 +63,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/settings/security/sessions/{id}/revoke",
             post(revoke_session),
         )
+        .route("/settings/security/mfa", post(mfa::action_submit))
+        .route("/settings/security/reauth", post(mfa::reauth_submit))
+        .route(
+            "/settings/security/mfa/setup/{enrollment_id}",
+            post(mfa::confirm_submit),
+        )
+        .route(mfa::SECOND_STEP_PATH, get(mfa::second_step_page))
         .route("/static/tessera.css", get(stylesheet))
+        .route("/static/tessera.js", get(script))
         .merge(credential_forms)
 }
 
@@ -191,6 +212,7 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
 struct LoginQuery {
     created: Option<String>,
     signed_out: Option<String>,
+    expired: Option<String>,
 }
 
 async fn login_page(State(state): State<AppState>, query: axum::extract::RawQuery) -> Response {
@@ -200,6 +222,8 @@ async fn login_page(State(state): State<AppState>, query: axum::extract::RawQuer
         Some("Your account is ready. Sign in to continue.".to_owned())
     } else if query.signed_out.is_some() {
         Some("You are signed out.".to_owned())
+    } else if query.expired.is_some() {
+        Some("Your sign-in took too long. Enter your password again.".to_owned())
     } else {
         None
     };
@@ -256,9 +280,13 @@ async fn login_submit(
         (status, page).into_response()
     };
     match result {
-        Ok(signed_in) => {
+        Ok(PasswordOutcome::SignedIn(signed_in)) => {
             let jar = jar.add(session_cookie(&state, signed_in.token.expose().to_owned()));
             (jar, Redirect::to("/settings/security")).into_response()
+        }
+        Ok(PasswordOutcome::MfaRequired(challenge)) => {
+            let jar = jar.add(mfa::challenge_cookie(&state, &challenge));
+            (jar, Redirect::to(mfa::SECOND_STEP_PATH)).into_response()
         }
         Err(Error::InvalidCredentials) => retry_page(
             StatusCode::UNAUTHORIZED,
@@ -458,6 +486,12 @@ async fn security_page(
             Some("Your password was changed. Other sessions were signed out.".to_owned())
         }
         Some("revoked") => Some("The session was signed out.".to_owned()),
+        Some("enabled") => Some("Multi-factor authentication is on. Other sessions were signed out.".to_owned()),
+        Some("reset") => Some("Your new authenticator app is set up; the old one no longer works. Other sessions were signed out.".to_owned()),
+        Some("removed") => Some("The sign-in method was removed.".to_owned()),
+        Some("disabled") => Some("Multi-factor authentication is off.".to_owned()),
+        Some("skipped") => Some("Multi-factor authentication is on, without backup codes. Generate them below before you need them.".to_owned()),
+        Some("codes") => Some("Your new backup codes are active; earlier codes no longer work.".to_owned()),
         _ => None,
     };
     render_security(
@@ -485,7 +519,12 @@ async fn render_security(
         Ok(events) => events,
         Err(error) => return error_page(&error),
     };
+    let mfa = match mfa::settings_view(state, auth).await {
+        Ok(mfa) => mfa,
+        Err(error) => return error_page(&error),
+    };
     let page = SecurityTemplate {
+        mfa,
         user_email: auth.user.email.to_string(),
         display_name: auth.user.display_name.clone(),
         created_at: format_time(auth.user.created_at),

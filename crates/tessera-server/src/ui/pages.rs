@@ -5,6 +5,8 @@ use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tessera_core::event::SecurityEvent;
+use tessera_core::factor::{FactorKind, LOW_BACKUP_CODES};
+use tessera_core::service::MfaState;
 use tessera_core::session::Session;
 use time::OffsetDateTime;
 
@@ -79,6 +81,19 @@ impl From<&SecurityEvent> for EventRow {
             "session_revoked" => "Signed out another session",
             "reauth" => "Confirmed password",
             "password_changed" => "Password changed",
+            "signin_mfa_pending" => "Password accepted, second step pending",
+            "mfa_enabled" => "Multi-factor authentication turned on",
+            "mfa_disabled" => "Multi-factor authentication turned off",
+            "factor_added" => "Sign-in method added",
+            "factor_removed" => "Sign-in method removed",
+            "factor_replaced" => "Authenticator app reset",
+            "backup_codes_generated" => "Backup codes generated",
+            "backup_codes_removed" => "Backup codes skipped",
+            "backup_code_used" => "Backup code used",
+            "second_factor_failed" => "Wrong verification code",
+            "second_factor_locked" => "Verification locked after wrong codes",
+            "mfa_reset_completed" => "MFA reset by an administrator",
+            "signin_unfinished_reported" => "Unfinished sign-in reported",
             other => other,
         };
         Self {
@@ -90,9 +105,69 @@ impl From<&SecurityEvent> for EventRow {
     }
 }
 
+/// One factor in Settings.
+pub(super) struct FactorRow {
+    pub id: String,
+    pub label: String,
+    pub kind: &'static str,
+    pub is_totp: bool,
+    pub preferred: bool,
+    pub created_at: String,
+    pub last_used_at: String,
+}
+
+/// The MFA section of Settings → Security.
+pub(super) struct MfaSettingsView {
+    pub enabled: bool,
+    pub factors: Vec<FactorRow>,
+    pub backup_remaining: u32,
+    pub backup_low: bool,
+    pub backup_generated_at: String,
+    pub backup_locked: bool,
+    pub allow_disable: bool,
+    pub can_remove_last: bool,
+}
+
+impl MfaSettingsView {
+    pub fn new(mfa: &MfaState, allow_disable: bool, backup_locked: bool) -> Self {
+        Self {
+            enabled: mfa.enabled(),
+            factors: mfa
+                .factors
+                .iter()
+                .map(|f| FactorRow {
+                    id: f.id.to_string(),
+                    label: f.label.clone(),
+                    kind: match f.kind {
+                        FactorKind::Totp => "Authenticator app",
+                        FactorKind::Sms => "Text message",
+                        FactorKind::Email => "Email",
+                        FactorKind::Webauthn => "Security key",
+                    },
+                    is_totp: f.kind == FactorKind::Totp,
+                    preferred: f.preferred,
+                    created_at: format_time(f.created_at),
+                    last_used_at: f.last_used_at.map_or_else(|| "Never".into(), format_time),
+                })
+                .collect(),
+            backup_remaining: mfa.backup_codes.remaining,
+            backup_low: mfa.backup_codes.remaining <= LOW_BACKUP_CODES,
+            backup_generated_at: mfa
+                .backup_codes
+                .generated_at
+                .map(format_time)
+                .unwrap_or_default(),
+            backup_locked,
+            allow_disable,
+            can_remove_last: allow_disable,
+        }
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "security.html")]
 pub(super) struct SecurityTemplate {
+    pub mfa: MfaSettingsView,
     pub user_email: String,
     pub display_name: String,
     pub created_at: String,

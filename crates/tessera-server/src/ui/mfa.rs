@@ -1,0 +1,630 @@
+//! The MFA pages: the second step of sign-in, and Settings → Security → Multi-factor
+//! authentication (enable with an authenticator app, backup codes, reset to a new device,
+//! remove, disable). They call the same services as the API.
+//!
+//! Threats: CSRF (every signed-in form carries the session's token; the second-step form is
+//! refused cross-site like the sign-in form), the challenge token leaking to scripts or other
+//! paths (an `HttpOnly`, `SameSite=Strict` cookie scoped to `/login`), and stale privileges
+//! (sensitive actions ask for the password when the re-auth window is closed, then carry out
+//! the action that was asked for).
+
+use super::pages::MfaSettingsView;
+use super::{
+    Client, capitalize, error_page, human_seconds, parse_form, render_security, request_parts,
+    same_origin, session_cookie, signed_in_form,
+};
+use crate::qr;
+use crate::state::AppState;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::Deserialize;
+use tessera_core::Error;
+use tessera_core::event::ClientInfo;
+use tessera_core::factor::{CHALLENGE_TTL, FactorKind};
+use tessera_core::service::{FullSession, MfaChallenge, SecondFactorProof, StartedTotpEnrollment};
+
+/// Where the second step of sign-in is.
+pub const SECOND_STEP_PATH: &str = "/login/mfa";
+/// The cookie holding the sign-in challenge between the two steps.
+pub const CHALLENGE_COOKIE: &str = "tessera_mfa_challenge";
+
+/// The challenge cookie set after a right password.
+pub fn challenge_cookie(state: &AppState, challenge: &MfaChallenge) -> Cookie<'static> {
+    let mut cookie = Cookie::new(CHALLENGE_COOKIE, challenge.token.expose().to_owned());
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Strict);
+    cookie.set_path("/login");
+    cookie.set_secure(state.settings.is_https());
+    cookie.set_max_age(CHALLENGE_TTL);
+    cookie
+}
+
+fn challenge_removal(state: &AppState) -> Cookie<'static> {
+    let mut cookie = Cookie::new(CHALLENGE_COOKIE, "");
+    cookie.set_path("/login");
+    cookie.set_secure(state.settings.is_https());
+    cookie
+}
+
+fn challenge_token(headers: &HeaderMap) -> Option<String> {
+    CookieJar::from_headers(headers)
+        .get(CHALLENGE_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// One way to pass the second step, as the page lists it.
+pub(super) struct MethodRow {
+    pub name: String,
+    pub detail: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_signin.html")]
+pub(super) struct SecondStepTemplate {
+    pub backup: bool,
+    pub error: Option<String>,
+    pub methods: Vec<MethodRow>,
+    pub has_backup_codes: bool,
+    pub has_totp: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct SecondStepQuery {
+    method: Option<String>,
+}
+
+pub(super) async fn second_step_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: axum::extract::RawQuery,
+) -> Response {
+    let query: SecondStepQuery =
+        serde_urlencoded::from_str(query.0.as_deref().unwrap_or_default()).unwrap_or_default();
+    let backup = query.method.as_deref() == Some("backup_code");
+    render_second_step(&state, &headers, backup, None, StatusCode::OK).await
+}
+
+async fn render_second_step(
+    state: &AppState,
+    headers: &HeaderMap,
+    backup: bool,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let Some(token) = challenge_token(headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let mfa = match state.services.pending_second_step(&token).await {
+        Ok(mfa) => mfa,
+        Err(Error::InvalidCode) => return expired_challenge(state),
+        Err(other) => return error_page(&other),
+    };
+    let mut methods: Vec<MethodRow> = mfa
+        .factors
+        .iter()
+        .map(|f| MethodRow {
+            name: f.label.clone(),
+            detail: match f.kind {
+                FactorKind::Totp => "Authenticator app".into(),
+                other => other.as_str().to_owned(),
+            },
+        })
+        .collect();
+    if mfa.backup_codes.remaining > 0 {
+        methods.push(MethodRow {
+            name: "Backup codes".into(),
+            detail: format!("{} left", mfa.backup_codes.remaining),
+        });
+    }
+    let page = SecondStepTemplate {
+        backup,
+        error,
+        methods,
+        has_backup_codes: mfa.backup_codes.remaining > 0,
+        has_totp: mfa.factors.iter().any(|f| f.kind == FactorKind::Totp),
+    };
+    (status, page).into_response()
+}
+
+fn expired_challenge(state: &AppState) -> Response {
+    let jar = CookieJar::new().add(challenge_removal(state));
+    (jar, Redirect::to("/login?expired=1")).into_response()
+}
+
+#[derive(Deserialize)]
+struct SecondStepForm {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub(super) async fn second_step_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    if !same_origin(&state, &headers) {
+        return super::cross_site_refusal("/login", "Sign in");
+    }
+    let Some(token) = challenge_token(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let form: SecondStepForm = match parse_form(&body) {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let backup = form.method == "backup_code";
+    let proof = if backup {
+        SecondFactorProof::BackupCode(&form.code)
+    } else {
+        SecondFactorProof::Totp {
+            factor_id: None,
+            code: &form.code,
+        }
+    };
+    match state
+        .services
+        .complete_second_step(&token, proof, client)
+        .await
+    {
+        Ok(signed_in) => {
+            state.outbox_wake.notify_one();
+            // The page's previous session (if any) is replaced like at a password sign-in.
+            let previous = super::session_token(&request_parts(&headers), state.cookie_name());
+            if let Some((old, _)) = previous
+                && let Ok(old) = state.services.authenticate(&old).await
+                && old.user.id == signed_in.user.id
+            {
+                let _ = state.services.sign_out(&old, ClientInfo::default()).await;
+            }
+            let jar = jar
+                .add(session_cookie(&state, signed_in.token.expose().to_owned()))
+                .add(challenge_removal(&state));
+            (jar, Redirect::to("/settings/security")).into_response()
+        }
+        Err(Error::InvalidCode) => {
+            let message = if backup {
+                "That backup code didn't work. Check it and try again; each code works once."
+            } else {
+                "That code didn't work. Enter the current 6-digit code from your authenticator app."
+            };
+            render_second_step(
+                &state,
+                &headers,
+                backup,
+                Some(message.into()),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await
+        }
+        Err(Error::RateLimited { retry_after_secs }) => {
+            let mut response = render_second_step(
+                &state,
+                &headers,
+                backup,
+                Some(format!(
+                    "Too many wrong codes. For your security, try again in {}.",
+                    human_seconds(retry_after_secs)
+                )),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await;
+            if let Ok(value) = retry_after_secs.to_string().parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        Err(other) => error_page(&other),
+    }
+}
+
+/// A sensitive action of the MFA section; carried through the password prompt when the
+/// re-auth window is closed, then carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Enable,
+    Reset(String),
+    Regenerate,
+    SkipBackupCodes,
+    Remove(String),
+    Disable,
+}
+
+impl Action {
+    fn parse(name: &str, factor_id: Option<&str>) -> Option<Self> {
+        Some(match (name, factor_id) {
+            ("enable", _) => Action::Enable,
+            ("reset", Some(id)) => Action::Reset(id.to_owned()),
+            ("regenerate", _) => Action::Regenerate,
+            ("skip_backup_codes", _) => Action::SkipBackupCodes,
+            ("remove", Some(id)) => Action::Remove(id.to_owned()),
+            ("disable", _) => Action::Disable,
+            _ => return None,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Enable => "enable",
+            Action::Reset(_) => "reset",
+            Action::Regenerate => "regenerate",
+            Action::SkipBackupCodes => "skip_backup_codes",
+            Action::Remove(_) => "remove",
+            Action::Disable => "disable",
+        }
+    }
+
+    fn factor_id(&self) -> &str {
+        match self {
+            Action::Reset(id) | Action::Remove(id) => id,
+            _ => "",
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Action::Enable => "turn on multi-factor authentication",
+            Action::Reset(_) => "reset your authenticator app",
+            Action::Regenerate => "generate new backup codes",
+            Action::SkipBackupCodes => "continue without backup codes",
+            Action::Remove(_) => "remove this sign-in method",
+            Action::Disable => "turn off multi-factor authentication",
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "reauth.html")]
+pub(super) struct ReauthTemplate {
+    pub csrf_token: String,
+    pub user_email: String,
+    pub action: String,
+    pub factor_id: String,
+    pub purpose: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_setup.html")]
+pub(super) struct SetupTemplate {
+    pub csrf_token: String,
+    pub enrollment_id: String,
+    pub qr_svg: String,
+    pub secret_grouped: String,
+    pub otpauth_uri: String,
+    pub replace_factor_id: String,
+    pub error: Option<String>,
+    pub label: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "backup_codes.html")]
+pub(super) struct BackupCodesTemplate {
+    pub csrf_token: String,
+    pub codes: Vec<String>,
+    pub download_href: String,
+    pub first_time: bool,
+    pub notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    action: String,
+    factor_id: Option<String>,
+}
+
+/// `POST /settings/security/mfa`: every MFA action button posts here.
+pub(super) async fn action_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (auth, form) = match signed_in_form::<ActionForm>(&state, &headers, &body).await {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let Some(action) = Action::parse(&form.action, form.factor_id.as_deref()) else {
+        return error_page(&Error::invalid("unknown action"));
+    };
+    perform(&state, &auth, action, client).await
+}
+
+#[derive(Deserialize)]
+struct ReauthForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    action: String,
+    factor_id: Option<String>,
+}
+
+/// `POST /settings/security/reauth`: the password prompt; on success the action it was
+/// shown for is carried out.
+pub(super) async fn reauth_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (auth, form) = match signed_in_form::<ReauthForm>(&state, &headers, &body).await {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let Some(action) = Action::parse(&form.action, form.factor_id.as_deref()) else {
+        return error_page(&Error::invalid("unknown action"));
+    };
+    let error = match state
+        .services
+        .reauthenticate(&auth, &form.password, client.clone())
+        .await
+    {
+        Ok(_) => {
+            // The session now has an open window; read it again so the action sees it.
+            let Ok(refreshed) = super::page_session(&state, &headers).await else {
+                return Redirect::to("/login").into_response();
+            };
+            return perform(&state, &refreshed, action, client).await;
+        }
+        Err(Error::InvalidCredentials) => "The password is incorrect.".to_owned(),
+        Err(Error::RateLimited { retry_after_secs }) => format!(
+            "Too many wrong passwords. Try again in {}.",
+            human_seconds(retry_after_secs)
+        ),
+        Err(other) => return error_page(&other),
+    };
+    reauth_page(
+        &state,
+        &auth,
+        &action,
+        Some(error),
+        StatusCode::UNAUTHORIZED,
+    )
+}
+
+fn reauth_page(
+    state: &AppState,
+    auth: &FullSession,
+    action: &Action,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let page = ReauthTemplate {
+        csrf_token: state.services.csrf_token(auth),
+        user_email: auth.user.email.to_string(),
+        action: action.name().to_owned(),
+        factor_id: action.factor_id().to_owned(),
+        purpose: action.describe().to_owned(),
+        error,
+    };
+    (status, page).into_response()
+}
+
+async fn perform(
+    state: &AppState,
+    auth: &FullSession,
+    action: Action,
+    client: ClientInfo,
+) -> Response {
+    let services = &state.services;
+    let result: Result<Response, Error> = match &action {
+        Action::Enable => services
+            .start_totp_enrollment(auth)
+            .await
+            .and_then(|started| setup_page(state, auth, &started, "", None, StatusCode::OK)),
+        Action::Reset(id) => services
+            .start_totp_enrollment(auth)
+            .await
+            .and_then(|started| setup_page(state, auth, &started, id, None, StatusCode::OK)),
+        Action::Regenerate => services
+            .regenerate_backup_codes(auth, client)
+            .await
+            .map(|codes| {
+                state.outbox_wake.notify_one();
+                backup_codes_page(state, auth, &codes, false)
+            }),
+        Action::SkipBackupCodes => services
+            .discard_backup_codes(auth, client)
+            .await
+            .map(|()| Redirect::to("/settings/security?done=skipped").into_response()),
+        Action::Remove(id) => services.remove_factor(auth, id, client).await.map(|()| {
+            state.outbox_wake.notify_one();
+            Redirect::to("/settings/security?done=removed").into_response()
+        }),
+        Action::Disable => services.disable_mfa(auth, client).await.map(|()| {
+            state.outbox_wake.notify_one();
+            Redirect::to("/settings/security?done=disabled").into_response()
+        }),
+    };
+    match result {
+        Ok(response) => response,
+        Err(Error::ReauthRequired) => reauth_page(state, auth, &action, None, StatusCode::OK),
+        Err(
+            error @ (Error::PolicyForbids(_) | Error::BackupCodesLocked | Error::InvalidRequest(_)),
+        ) => {
+            let message = match &error {
+                Error::BackupCodesLocked => "You signed in with a backup code. Sign in with your authenticator app (or set up a new one) before generating new backup codes.".to_owned(),
+                other => capitalize(&other.to_string()),
+            };
+            render_security(
+                state,
+                auth,
+                Some(message),
+                Default::default(),
+                StatusCode::FORBIDDEN,
+            )
+            .await
+        }
+        Err(other) => error_page(&other),
+    }
+}
+
+fn setup_page(
+    state: &AppState,
+    auth: &FullSession,
+    started: &StartedTotpEnrollment,
+    replace_factor_id: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, Error> {
+    let page = SetupTemplate {
+        csrf_token: state.services.csrf_token(auth),
+        enrollment_id: started.enrollment.id.to_string(),
+        qr_svg: qr::svg(&started.otpauth_uri)?,
+        secret_grouped: tessera_otp::group_secret(&started.secret_base32),
+        otpauth_uri: started.otpauth_uri.to_string(),
+        replace_factor_id: replace_factor_id.to_owned(),
+        error,
+        label: String::new(),
+    };
+    Ok((status, page).into_response())
+}
+
+fn backup_codes_page(
+    state: &AppState,
+    auth: &FullSession,
+    codes: &[tessera_otp::BackupCode],
+    first_time: bool,
+) -> Response {
+    let codes: Vec<String> = codes.iter().map(|c| c.display()).collect();
+    let text = format!(
+        "Tessera backup codes for {}\r\nEach code works once. Keep them somewhere safe.\r\n\r\n{}\r\n",
+        auth.user.email,
+        codes.join("\r\n")
+    );
+    let page = BackupCodesTemplate {
+        csrf_token: state.services.csrf_token(auth),
+        download_href: format!("data:text/plain;charset=utf-8,{}", percent_encode(&text)),
+        codes,
+        first_time,
+        notice: first_time.then(|| "Multi-factor authentication is on.".to_owned()),
+    };
+    page.into_response()
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    replace_factor_id: String,
+}
+
+/// `POST /settings/security/mfa/setup/{enrollment_id}`: "Verify".
+pub(super) async fn confirm_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    Path(enrollment_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (auth, form) = match signed_in_form::<ConfirmForm>(&state, &headers, &body).await {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let replace = Some(form.replace_factor_id.as_str()).filter(|id| !id.is_empty());
+    let label = Some(form.label.as_str()).filter(|l| !l.trim().is_empty());
+    match state
+        .services
+        .confirm_totp_enrollment(&auth, &enrollment_id, &form.code, label, replace, client)
+        .await
+    {
+        Ok(confirmed) => {
+            state.outbox_wake.notify_one();
+            match confirmed.backup_codes {
+                Some(codes) => backup_codes_page(&state, &auth, &codes, true),
+                None if replace.is_some() => {
+                    Redirect::to("/settings/security?done=reset").into_response()
+                }
+                None => Redirect::to("/settings/security?done=enabled").into_response(),
+            }
+        }
+        Err(Error::InvalidCode) => {
+            // Show the same enrollment again: the secret is sealed in the store, so the page
+            // can be rebuilt while the enrollment lasts.
+            match state
+                .services
+                .resume_totp_enrollment(&auth, &enrollment_id)
+                .await
+            {
+                Ok(started) => setup_page(
+                    &state,
+                    &auth,
+                    &started,
+                    &form.replace_factor_id,
+                    Some(
+                        "That code didn't work. Enter the 6-digit code your app shows now.".into(),
+                    ),
+                    StatusCode::UNAUTHORIZED,
+                )
+                .unwrap_or_else(|error| error_page(&error)),
+                Err(_) => {
+                    render_security(
+                        &state,
+                        &auth,
+                        Some("The setup expired. Start again.".into()),
+                        Default::default(),
+                        StatusCode::UNAUTHORIZED,
+                    )
+                    .await
+                }
+            }
+        }
+        Err(Error::ReauthRequired) => reauth_page(
+            &state,
+            &auth,
+            &Action::Enable,
+            Some("Your password confirmation expired. Confirm it and scan the new code.".into()),
+            StatusCode::FORBIDDEN,
+        ),
+        Err(error @ Error::InvalidRequest(_)) => {
+            render_security(
+                &state,
+                &auth,
+                Some(capitalize(&error.to_string())),
+                Default::default(),
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+        Err(other) => error_page(&other),
+    }
+}
+
+/// The MFA section of Settings → Security.
+pub(super) async fn settings_view(
+    state: &AppState,
+    auth: &FullSession,
+) -> Result<MfaSettingsView, Error> {
+    let mfa = state.services.mfa_state(auth.user.id).await?;
+    Ok(MfaSettingsView::new(
+        &mfa,
+        state.services.settings().mfa.allow_disable,
+        auth.session.mfa_method == Some(tessera_core::factor::MfaMethod::BackupCode),
+    ))
+}
