@@ -355,4 +355,124 @@ mod tests {
         .unwrap();
         assert_eq!(cli.common.database_url.as_deref(), Some("postgres://h/db"));
     }
+
+    const PASSWORD: &str = "glacier-otter-lantern-97";
+
+    fn cli(args: &[&str], dir: &std::path::Path) -> Cli {
+        let mut all: Vec<String> = std::iter::once("tessera")
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        all.extend(["--data-dir".to_owned(), dir.display().to_string()]);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    /// `keys rotate` re-seals every secret (factors and unfinished enrollments) under the new
+    /// key and the codes still work; `admin reset-mfa` removes factors and backup codes,
+    /// records the event and queues the email.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_rotate_reseals_secrets_and_reset_mfa_removes_everything() {
+        use tessera_core::clock::Clock as _;
+        use tessera_core::service::{PasswordOutcome, SecondFactorProof};
+        use tessera_core::store::Store as _;
+        use tessera_otp::TotpParams;
+
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
+        let store = server::open_store(&settings).await.unwrap();
+        let services = server::services(&settings, store.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let account = NewAccount {
+            email: "ann@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: None,
+        };
+        let user = services
+            .create_account(account, ClientInfo::default())
+            .await
+            .unwrap();
+        let PasswordOutcome::SignedIn(signed_in) = services
+            .sign_in_with_password("ann@example.com", PASSWORD, ClientInfo::default(), None)
+            .await
+            .unwrap()
+        else {
+            panic!("no MFA yet");
+        };
+        let auth = services
+            .authenticate(signed_in.token.expose())
+            .await
+            .unwrap()
+            .full()
+            .unwrap();
+        let started = services.start_totp_enrollment(&auth).await.unwrap();
+        let secret = tessera_otp::decode_secret(&started.secret_base32).unwrap();
+        let now = SystemClock.now().unix_timestamp();
+        let code = tessera_otp::totp_at(&secret, now, TotpParams::STANDARD).unwrap();
+        services
+            .confirm_totp_enrollment(
+                &auth,
+                &started.enrollment.id.to_string(),
+                &code,
+                None,
+                None,
+                ClientInfo::default(),
+            )
+            .await
+            .unwrap();
+        services.start_totp_enrollment(&auth).await.unwrap();
+        assert_eq!(store.count_secrets_not_under_key(2).await.unwrap(), 2);
+
+        run(cli(&["keys", "rotate"], dir.path())).await.unwrap();
+        assert_eq!(store.count_secrets_not_under_key(2).await.unwrap(), 0);
+        let factors = store.factors_of(user.id).await.unwrap();
+        assert_eq!(factors[0].key_id, Some(2));
+
+        // The running services meet key 2 for the first time and read the ring again.
+        let PasswordOutcome::MfaRequired(challenge) = services
+            .sign_in_with_password("ann@example.com", PASSWORD, ClientInfo::default(), None)
+            .await
+            .unwrap()
+        else {
+            panic!("MFA is on");
+        };
+        let next = tessera_otp::totp_at(&secret, now + 30, TotpParams::STANDARD).unwrap();
+        services
+            .complete_second_step(
+                challenge.token.expose(),
+                SecondFactorProof::Totp {
+                    factor_id: None,
+                    code: &next,
+                },
+                ClientInfo::default(),
+            )
+            .await
+            .unwrap();
+
+        run(cli(
+            &["admin", "reset-mfa", "--email", "ann@example.com"],
+            dir.path(),
+        ))
+        .await
+        .unwrap();
+        assert!(store.factors_of(user.id).await.unwrap().is_empty());
+        assert_eq!(
+            store.backup_code_status(user.id).await.unwrap().remaining,
+            0
+        );
+        let events = store.events_of(user.id, None, 10).await.unwrap();
+        assert_eq!(events[0].kind, "mfa_reset_completed");
+        assert_eq!(store.outbox_backlog().await.unwrap() > 0, true);
+
+        let unknown = run(cli(
+            &["admin", "reset-mfa", "--email", "nobody@example.com"],
+            dir.path(),
+        ))
+        .await;
+        assert!(unknown.unwrap_err().to_string().contains("no account"));
+        store.close().await;
+    }
 }
