@@ -147,6 +147,14 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes sessions that ended before `before` (housekeeping); returns how many.
     async fn delete_expired_sessions(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
+    /// Deletes enrollments that ended before `before` and challenges that ended before
+    /// `challenges_before` (housekeeping); returns how many rows went.
+    async fn delete_expired_mfa_state(
+        &self,
+        before: OffsetDateTime,
+        challenges_before: OffsetDateTime,
+    ) -> StoreResult<u64>;
+
     /// A user's active factors, oldest first.
     async fn factors_of(&self, user_id: UserId) -> StoreResult<Vec<Factor>>;
 

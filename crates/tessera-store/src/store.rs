@@ -286,6 +286,24 @@ impl Store for SqlStore {
         Ok(result.rows_affected())
     }
 
+    async fn delete_expired_mfa_state(
+        &self,
+        before: OffsetDateTime,
+        challenges_before: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let enrollments = sqlx::query("DELETE FROM totp_enrollments WHERE expires_at < $1")
+            .bind(unix_seconds(before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        let challenges = sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
+            .bind(unix_seconds(challenges_before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(enrollments.rows_affected() + challenges.rows_affected())
+    }
+
     async fn factors_of(&self, user_id: UserId) -> StoreResult<Vec<Factor>> {
         sqlx::query_as::<_, FactorRow>(concat!(
             "SELECT ",

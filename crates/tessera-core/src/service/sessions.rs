@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 
 /// Events returned per page when the client does not say.
 pub const DEFAULT_EVENTS_PAGE: u32 = 50;
+/// How long an ended sign-in challenge is kept (for the unfinished-sign-in report).
+pub const CHALLENGE_RETENTION: time::Duration = time::Duration::days(1);
 /// The largest page of events.
 pub const MAX_EVENTS_PAGE: u32 = 200;
 
@@ -129,9 +131,17 @@ impl Services {
         Ok(until)
     }
 
-    /// Deletes sessions past their absolute lifetime (housekeeping); returns how many.
+    /// Deletes sessions past their absolute lifetime, ended enrollments, and sign-in
+    /// challenges a day after they ended (kept that long for the unfinished-sign-in report)
+    /// — housekeeping; returns how many rows went.
     pub async fn delete_expired_sessions(&self) -> Result<u64> {
-        Ok(self.store.delete_expired_sessions(self.clock.now()).await?)
+        let now = self.clock.now();
+        let sessions = self.store.delete_expired_sessions(now).await?;
+        let mfa = self
+            .store
+            .delete_expired_mfa_state(now, now - CHALLENGE_RETENTION)
+            .await?;
+        Ok(sessions + mfa)
     }
 
     /// A page of the user's security events, newest first.
