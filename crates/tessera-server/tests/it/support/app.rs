@@ -51,6 +51,11 @@ impl TestAppBuilder {
         self.settings.trusted_proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
         self
     }
+    /// `mfa.allow_disable`.
+    pub fn mfa_allow_disable(mut self, allow: bool) -> Self {
+        self.settings.mfa.allow_disable = allow;
+        self
+    }
     pub fn outbox_worker(mut self, on: bool) -> Self {
         self.options.outbox_worker = on;
         self
@@ -128,6 +133,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The services of the running server (to run periodic work at a chosen instant).
+    pub fn services(&self) -> &tessera_core::service::Services {
+        &self.server.as_ref().expect("server is running").state.services
     }
 
     pub fn outbox_dir(&self) -> PathBuf {
