@@ -411,7 +411,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<SealedSecret>> {
         sqlx::query_as::<_, SealedSecretRow>(
             "SELECT 'factor' AS table_name, id, user_id, id AS factor_id, secret_sealed AS sealed \
-             FROM factors WHERE secret_sealed IS NOT NULL AND key_id <> $1 \
+             FROM factors WHERE secret_sealed IS NOT NULL AND (key_id IS NULL OR key_id <> $1) \
              UNION ALL \
              SELECT 'enrollment' AS table_name, id, user_id, factor_id, secret_sealed AS sealed \
              FROM totp_enrollments WHERE key_id <> $1 \
@@ -429,7 +429,7 @@ impl Store for SqlStore {
 
     async fn count_secrets_not_under_key(&self, key_id: u32) -> StoreResult<u64> {
         let count = sqlx::query_scalar::<_, i64>(
-            "SELECT (SELECT COUNT(*) FROM factors WHERE secret_sealed IS NOT NULL AND key_id <> $1) \
+            "SELECT (SELECT COUNT(*) FROM factors WHERE secret_sealed IS NOT NULL AND (key_id IS NULL OR key_id <> $1)) \
              + (SELECT COUNT(*) FROM totp_enrollments WHERE key_id <> $1)",
         )
         .bind(i64::from(key_id))

@@ -127,6 +127,19 @@ store_tests!(
     outbox_failed_messages_leave_the_backlog,
     concurrent_claims_never_share_a_message,
     dropped_transaction_rolls_back,
+    factors_round_trip_oldest_first_and_deletes_are_scoped,
+    ensure_preferred_factor_promotes_the_oldest_only_when_none_is,
+    totp_steps_only_move_forward,
+    concurrent_uses_of_one_totp_step_accept_exactly_one,
+    enrollments_count_attempts_and_are_taken_once,
+    backup_codes_are_replaced_and_used_once,
+    concurrent_uses_of_one_backup_code_succeed_once,
+    challenges_round_trip_and_complete_once,
+    unfinished_signins_are_listed_and_reported_once,
+    second_factor_failures_lock_at_the_limit,
+    concurrent_second_factor_failures_stop_at_the_limit,
+    sessions_record_their_second_factor,
+    secrets_under_an_old_key_are_resealed,
 );
 
 mod cases {
@@ -135,11 +148,18 @@ mod cases {
     use tessera_core::crypto::Token;
     use tessera_core::email::Email;
     use tessera_core::event::{ClientInfo, EventKind, NewEvent};
-    use tessera_core::ids::{SessionId, UserId};
+    use tessera_core::factor::{
+        BACKUP_CODE_COUNT, BackupCodeStatus, CHALLENGE_PURPOSE_SIGNIN, CHALLENGE_TTL, Challenge,
+        ENROLLMENT_TTL, Factor, FactorKind, MfaMethod, ReportState, TotpEnrollment,
+    };
+    use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
     use tessera_core::notification::{Channel, NewOutboxMessage, Notification};
     use tessera_core::session::{Session, SessionState};
-    use tessera_core::store::{NewUser, Store, StoreError};
-    use tessera_core::throttle::{PasswordThrottle, ThrottleKey, lock_after};
+    use tessera_core::store::{NewUser, SecretOwner, Store, StoreError};
+    use tessera_core::throttle::{
+        MAX_FAILED_SECOND_FACTOR_ATTEMPTS, PasswordThrottle, SECOND_FACTOR_LOCK,
+        SecondFactorThrottle, ThrottleKey, lock_after,
+    };
     use tessera_core::user::User;
     use tessera_store::SqlStore;
     use time::macros::datetime;
@@ -181,6 +201,7 @@ mod cases {
             reauth_until: None,
             ip: Some("192.0.2.7".into()),
             user_agent: Some("Mozilla/5.0 (test)".into()),
+            mfa_method: Some(MfaMethod::Totp),
         }
     }
 
@@ -949,6 +970,993 @@ mod cases {
         tx.insert_user(&ann).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.user_by_id(ann.user.id).await.unwrap(), Some(ann.user));
+    }
+
+    // ---- Second factors -------------------------------------------------------------------
+
+    /// Sealed-secret bytes distinct for each `n`, with NUL and 0xFF bytes so a column that
+    /// treated them as text would not round-trip them.
+    fn sealed(n: u8) -> Vec<u8> {
+        let mut bytes = vec![0x00, 0xFF, n, 0x00];
+        bytes.extend((0..40u8).map(|i| i.wrapping_mul(37) ^ n));
+        bytes
+    }
+
+    fn totp_factor(user_id: UserId, created_at: OffsetDateTime, n: u8) -> Factor {
+        Factor {
+            id: FactorId::new(),
+            user_id,
+            kind: FactorKind::Totp,
+            label: format!("Phone {n}"),
+            secret_sealed: Some(sealed(n)),
+            key_id: Some(1),
+            last_step: None,
+            preferred: false,
+            created_at,
+            last_used_at: None,
+        }
+    }
+
+    async fn insert_factors(store: &SqlStore, factors: &[&Factor]) {
+        let mut tx = store.begin().await.unwrap();
+        for factor in factors {
+            tx.insert_factor(factor).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    fn enrollment(user_id: UserId, created_at: OffsetDateTime, n: u8) -> TotpEnrollment {
+        TotpEnrollment {
+            id: EnrollmentId::new(),
+            user_id,
+            factor_id: FactorId::new(),
+            secret_sealed: sealed(n),
+            key_id: 1,
+            attempts: 0,
+            created_at,
+            expires_at: created_at + ENROLLMENT_TTL,
+        }
+    }
+
+    async fn insert_enrollments(store: &SqlStore, enrollments: &[&TotpEnrollment]) {
+        let mut tx = store.begin().await.unwrap();
+        for enrollment in enrollments {
+            tx.insert_totp_enrollment(enrollment).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    async fn preferred_labels(store: &SqlStore, user_id: UserId) -> Vec<String> {
+        store
+            .factors_of(user_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.preferred)
+            .map(|f| f.label)
+            .collect()
+    }
+
+    pub async fn factors_round_trip_oldest_first_and_deletes_are_scoped(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let older = totp_factor(ann, T0, 1);
+        let mut newer = totp_factor(ann, T0 + Duration::minutes(1), 2);
+        newer.key_id = Some(u32::MAX);
+        newer.last_step = Some(59_000_000);
+        newer.preferred = true;
+        newer.last_used_at = Some(T0 + Duration::minutes(2));
+        let key = Factor {
+            id: FactorId::new(),
+            user_id: ann,
+            kind: FactorKind::Webauthn,
+            label: "Security key".into(),
+            secret_sealed: None,
+            key_id: None,
+            last_step: None,
+            preferred: false,
+            created_at: T0 + Duration::minutes(3),
+            last_used_at: None,
+        };
+        let bobs = totp_factor(bob, T0, 3);
+        // Inserted out of order: the listing is by creation time.
+        insert_factors(&store, &[&key, &newer, &older, &bobs]).await;
+
+        assert_eq!(
+            store.factors_of(ann).await.unwrap(),
+            vec![older.clone(), newer.clone(), key.clone()]
+        );
+        assert_eq!(store.factors_of(bob).await.unwrap(), vec![bobs.clone()]);
+        assert!(store.factors_of(UserId::new()).await.unwrap().is_empty());
+
+        // The id is unique.
+        let mut tx = store.begin().await.unwrap();
+        let mut twin = totp_factor(bob, T0, 4);
+        twin.id = older.id;
+        assert!(matches!(
+            tx.insert_factor(&twin).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+
+        // Another user's id deletes nothing.
+        let mut tx = store.begin().await.unwrap();
+        assert!(!tx.delete_factor(bob, older.id).await.unwrap());
+        assert!(!tx.delete_factor(ann, FactorId::new()).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(store.factors_of(ann).await.unwrap().len(), 3);
+
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.delete_factor(ann, older.id).await.unwrap());
+        assert!(!tx.delete_factor(ann, older.id).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.factors_of(ann).await.unwrap(),
+            vec![newer.clone(), key.clone()]
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.delete_factors(ann).await.unwrap(), 2);
+        assert_eq!(tx.delete_factors(ann).await.unwrap(), 0);
+        tx.commit().await.unwrap();
+        assert!(store.factors_of(ann).await.unwrap().is_empty());
+        assert_eq!(store.factors_of(bob).await.unwrap(), vec![bobs]);
+    }
+
+    pub async fn ensure_preferred_factor_promotes_the_oldest_only_when_none_is(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let carol = insert_user(&store, "carol@example.com").await.user.id;
+        let a1 = totp_factor(ann, T0, 1);
+        let a2 = totp_factor(ann, T0 + Duration::minutes(1), 2);
+        let a3 = totp_factor(ann, T0 + Duration::minutes(2), 3);
+        let b1 = totp_factor(bob, T0, 4);
+        let mut b2 = totp_factor(bob, T0 + Duration::minutes(1), 5);
+        b2.preferred = true;
+        // Inserted newest first, so "oldest" cannot mean "first inserted".
+        insert_factors(&store, &[&a3, &a2, &a1, &b2, &b1]).await;
+
+        let ensure = async |user_id| {
+            let mut tx = store.begin().await.unwrap();
+            tx.ensure_preferred_factor(user_id).await.unwrap();
+            tx.commit().await.unwrap();
+        };
+
+        ensure(ann).await;
+        assert_eq!(preferred_labels(&store, ann).await, ["Phone 1"]);
+        // Idempotent.
+        ensure(ann).await;
+        assert_eq!(preferred_labels(&store, ann).await, ["Phone 1"]);
+        // An existing preferred factor is left alone, even if it is not the oldest.
+        ensure(bob).await;
+        assert_eq!(preferred_labels(&store, bob).await, ["Phone 5"]);
+        // No factors: nothing to do, and no error.
+        ensure(carol).await;
+        assert!(store.factors_of(carol).await.unwrap().is_empty());
+
+        // After the preferred factor is removed, the oldest remaining one takes over.
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.delete_factor(ann, a1.id).await.unwrap());
+        tx.ensure_preferred_factor(ann).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(preferred_labels(&store, ann).await, ["Phone 2"]);
+        // The other user's factors were not touched.
+        assert_eq!(preferred_labels(&store, bob).await, ["Phone 5"]);
+    }
+
+    async fn advance(store: &SqlStore, id: FactorId, step: u64, now: OffsetDateTime) -> bool {
+        let mut tx = store.begin().await.unwrap();
+        let accepted = tx.advance_totp_step(id, step, now).await.unwrap();
+        tx.commit().await.unwrap();
+        accepted
+    }
+
+    pub async fn totp_steps_only_move_forward(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let fresh = totp_factor(ann, T0, 1);
+        let other = totp_factor(ann, T0 + Duration::minutes(1), 2);
+        insert_factors(&store, &[&fresh, &other]).await;
+        let stored = async |id: FactorId| {
+            let factors = store.factors_of(ann).await.unwrap();
+            let factor = factors.into_iter().find(|f| f.id == id).unwrap();
+            (factor.last_step, factor.last_used_at)
+        };
+
+        // Never used: any step is accepted, even 0.
+        assert!(advance(&store, other.id, 0, T0).await);
+        assert_eq!(stored(other.id).await, (Some(0), Some(T0)));
+
+        let first = T0 + Duration::minutes(1);
+        assert!(advance(&store, fresh.id, 1000, first).await);
+        assert_eq!(stored(fresh.id).await, (Some(1000), Some(first)));
+        // Replay of the same step, or an earlier one, is refused and changes nothing.
+        let later = T0 + Duration::minutes(2);
+        assert!(!advance(&store, fresh.id, 1000, later).await);
+        assert!(!advance(&store, fresh.id, 999, later).await);
+        assert!(!advance(&store, fresh.id, 0, later).await);
+        assert_eq!(stored(fresh.id).await, (Some(1000), Some(first)));
+        assert!(advance(&store, fresh.id, 1001, later).await);
+        assert_eq!(stored(fresh.id).await, (Some(1001), Some(later)));
+        // The other factor has its own last step.
+        assert_eq!(stored(other.id).await, (Some(0), Some(T0)));
+
+        // A rolled-back step is not recorded.
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.advance_totp_step(fresh.id, 2000, later).await.unwrap());
+        drop(tx);
+        assert_eq!(stored(fresh.id).await, (Some(1001), Some(later)));
+
+        assert!(!advance(&store, FactorId::new(), 5000, later).await);
+    }
+
+    pub async fn concurrent_uses_of_one_totp_step_accept_exactly_one(store: SqlStore) {
+        const CALLERS: usize = 20;
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let mut factor = totp_factor(ann, T0, 1);
+        factor.last_step = Some(4999);
+        insert_factors(&store, &[&factor]).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CALLERS {
+            let store = store.clone();
+            let id = factor.id;
+            tasks.spawn(async move { advance(&store, id, 5000, T0).await });
+        }
+        let accepted = tasks.join_all().await.into_iter().filter(|a| *a).count();
+        assert_eq!(accepted, 1);
+        assert_eq!(
+            store.factors_of(ann).await.unwrap()[0].last_step,
+            Some(5000)
+        );
+    }
+
+    pub async fn enrollments_count_attempts_and_are_taken_once(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let mut open = enrollment(ann, T0, 1);
+        open.key_id = 7;
+        let other = enrollment(ann, T0, 2);
+        insert_enrollments(&store, &[&open, &other]).await;
+
+        assert_eq!(
+            store.totp_enrollment(ann, open.id).await.unwrap(),
+            Some(open.clone())
+        );
+        // Scoped to its user.
+        assert_eq!(store.totp_enrollment(bob, open.id).await.unwrap(), None);
+        assert_eq!(
+            store
+                .totp_enrollment(ann, EnrollmentId::new())
+                .await
+                .unwrap(),
+            None
+        );
+
+        // The factor id it will become is unique.
+        let mut twin = enrollment(bob, T0, 3);
+        twin.factor_id = open.factor_id;
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.insert_totp_enrollment(&twin).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+
+        // Up to `max` wrong codes are counted, then the enrollment refuses more.
+        let mut tx = store.begin().await.unwrap();
+        for _ in 0..3 {
+            assert!(tx.count_enrollment_attempt(open.id, 3).await.unwrap());
+        }
+        assert!(!tx.count_enrollment_attempt(open.id, 3).await.unwrap());
+        assert!(!tx.count_enrollment_attempt(open.id, 3).await.unwrap());
+        assert!(
+            !tx.count_enrollment_attempt(EnrollmentId::new(), 3)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        let counted = store.totp_enrollment(ann, open.id).await.unwrap().unwrap();
+        assert_eq!(counted.attempts, 3);
+        assert_eq!(
+            store
+                .totp_enrollment(ann, other.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .attempts,
+            0
+        );
+
+        let take = async |user_id, id, now| {
+            let mut tx = store.begin().await.unwrap();
+            let taken = tx.take_totp_enrollment(user_id, id, now).await.unwrap();
+            tx.commit().await.unwrap();
+            taken
+        };
+        // Not by another user, not at or after `expires_at`; none of these removes it.
+        assert_eq!(take(bob, open.id, T0).await, None);
+        assert_eq!(take(ann, open.id, open.expires_at).await, None);
+        assert_eq!(
+            take(ann, open.id, open.expires_at + Duration::hours(1)).await,
+            None
+        );
+        assert!(store.totp_enrollment(ann, open.id).await.unwrap().is_some());
+
+        let last_moment = open.expires_at - Duration::seconds(1);
+        assert_eq!(take(ann, open.id, last_moment).await, Some(counted));
+        assert_eq!(take(ann, open.id, last_moment).await, None);
+        assert_eq!(store.totp_enrollment(ann, open.id).await.unwrap(), None);
+        assert!(
+            store
+                .totp_enrollment(ann, other.id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    /// A backup-code hash distinct for each `n`.
+    fn code_hash(n: u8) -> [u8; 32] {
+        let mut hash = [0x3C; 32];
+        hash[0] = n;
+        hash[31] = !n;
+        hash
+    }
+
+    fn code_hashes(first: u8) -> Vec<[u8; 32]> {
+        (first..first + BACKUP_CODE_COUNT as u8)
+            .map(code_hash)
+            .collect()
+    }
+
+    async fn replace_codes(
+        store: &SqlStore,
+        user_id: UserId,
+        hashes: &[[u8; 32]],
+        now: OffsetDateTime,
+    ) {
+        let mut tx = store.begin().await.unwrap();
+        tx.replace_backup_codes(user_id, hashes, now).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn consume(
+        store: &SqlStore,
+        user_id: UserId,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Option<u32> {
+        let mut tx = store.begin().await.unwrap();
+        let remaining = tx.consume_backup_code(user_id, hash, now).await.unwrap();
+        tx.commit().await.unwrap();
+        remaining
+    }
+
+    pub async fn backup_codes_are_replaced_and_used_once(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        assert_eq!(
+            store.backup_code_status(ann).await.unwrap(),
+            BackupCodeStatus::default()
+        );
+
+        let first = code_hashes(0);
+        replace_codes(&store, ann, &first, T0).await;
+        assert_eq!(
+            store.backup_code_status(ann).await.unwrap(),
+            BackupCodeStatus {
+                remaining: 10,
+                generated_at: Some(T0)
+            }
+        );
+
+        let use_at = T0 + Duration::minutes(1);
+        assert_eq!(consume(&store, ann, &first[3], use_at).await, Some(9));
+        assert_eq!(consume(&store, ann, &first[3], use_at).await, None);
+        assert_eq!(consume(&store, ann, &code_hash(200), use_at).await, None);
+        // A code is only ever the user's own.
+        assert_eq!(consume(&store, bob, &first[4], use_at).await, None);
+        assert_eq!(
+            store.backup_code_status(ann).await.unwrap(),
+            BackupCodeStatus {
+                remaining: 9,
+                generated_at: Some(T0)
+            }
+        );
+        assert_eq!(
+            store.backup_code_status(bob).await.unwrap(),
+            BackupCodeStatus::default()
+        );
+
+        // Equal hashes of two users are two codes (real hashes differ per user anyway).
+        let bob_at = T0 + Duration::minutes(5);
+        replace_codes(&store, bob, &[first[0]], bob_at).await;
+        assert_eq!(consume(&store, bob, &first[0], bob_at).await, Some(0));
+        assert_eq!(consume(&store, ann, &first[0], bob_at).await, Some(8));
+
+        // A rolled-back use is not recorded.
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.consume_backup_code(ann, &first[1], use_at)
+                .await
+                .unwrap(),
+            Some(7)
+        );
+        drop(tx);
+        assert_eq!(store.backup_code_status(ann).await.unwrap().remaining, 8);
+
+        // A new set wipes the old one, used and unused codes alike.
+        let again = T0 + Duration::hours(1);
+        let second = code_hashes(100);
+        replace_codes(&store, ann, &second, again).await;
+        assert_eq!(
+            store.backup_code_status(ann).await.unwrap(),
+            BackupCodeStatus {
+                remaining: 10,
+                generated_at: Some(again)
+            }
+        );
+        assert_eq!(consume(&store, ann, &first[5], again).await, None);
+        assert_eq!(consume(&store, ann, &second[5], again).await, Some(9));
+
+        // Deleting counts used codes too; Bob's set is untouched.
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.delete_backup_codes(ann).await.unwrap(), 10);
+        assert_eq!(tx.delete_backup_codes(ann).await.unwrap(), 0);
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.backup_code_status(ann).await.unwrap(),
+            BackupCodeStatus::default()
+        );
+        assert_eq!(consume(&store, ann, &second[6], again).await, None);
+        assert_eq!(
+            store.backup_code_status(bob).await.unwrap(),
+            BackupCodeStatus {
+                remaining: 0,
+                generated_at: Some(bob_at)
+            }
+        );
+    }
+
+    pub async fn concurrent_uses_of_one_backup_code_succeed_once(store: SqlStore) {
+        const CALLERS: usize = 20;
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let hashes = code_hashes(0);
+        replace_codes(&store, ann, &hashes, T0).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CALLERS {
+            let store = store.clone();
+            let hash = hashes[0];
+            tasks.spawn(async move { consume(&store, ann, &hash, T0).await });
+        }
+        let outcomes = tasks.join_all().await;
+        let used: Vec<u32> = outcomes.iter().flatten().copied().collect();
+        assert_eq!(used, [9]);
+        assert_eq!(store.backup_code_status(ann).await.unwrap().remaining, 9);
+    }
+
+    fn challenge(user_id: UserId, created_at: OffsetDateTime) -> Challenge {
+        Challenge {
+            id: ChallengeId::new(),
+            token_hash: Token::generate().unwrap().hash(),
+            user_id,
+            purpose: CHALLENGE_PURPOSE_SIGNIN.into(),
+            created_at,
+            expires_at: created_at + CHALLENGE_TTL,
+            completed_at: None,
+            ip: Some("203.0.113.9".into()),
+            user_agent: Some("Mozilla/5.0 (test)".into()),
+        }
+    }
+
+    async fn insert_challenges(store: &SqlStore, challenges: &[&Challenge]) {
+        let mut tx = store.begin().await.unwrap();
+        for challenge in challenges {
+            tx.insert_challenge(challenge).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    async fn report(
+        store: &SqlStore,
+        id: ChallengeId,
+        state: ReportState,
+        now: OffsetDateTime,
+    ) -> bool {
+        let mut tx = store.begin().await.unwrap();
+        let reported = tx.mark_challenge_reported(id, state, now).await.unwrap();
+        tx.commit().await.unwrap();
+        reported
+    }
+
+    async fn last_report(store: &SqlStore, user_id: UserId) -> Option<OffsetDateTime> {
+        let mut tx = store.begin().await.unwrap();
+        tx.last_unfinished_signin_report(user_id).await.unwrap()
+    }
+
+    pub async fn challenges_round_trip_and_complete_once(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let open = challenge(ann, T0);
+        let mut bare = challenge(ann, T0);
+        bare.ip = None;
+        bare.user_agent = None;
+        let mut done = challenge(ann, T0 - Duration::minutes(1));
+        done.completed_at = Some(T0);
+        insert_challenges(&store, &[&open, &bare, &done]).await;
+        for c in [&open, &bare, &done] {
+            assert_eq!(
+                store.challenge_by_token_hash(&c.token_hash).await.unwrap(),
+                Some(c.clone())
+            );
+        }
+        let unknown = Token::generate().unwrap().hash();
+        assert_eq!(store.challenge_by_token_hash(&unknown).await.unwrap(), None);
+
+        // The token hash is unique.
+        let mut clash = challenge(ann, T0);
+        clash.token_hash = open.token_hash;
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.insert_challenge(&clash).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+
+        let complete = async |id, now| {
+            let mut tx = store.begin().await.unwrap();
+            let completed = tx.complete_challenge(id, now).await.unwrap();
+            tx.commit().await.unwrap();
+            completed
+        };
+        // At `expires_at` it is over.
+        assert!(!complete(open.id, open.expires_at).await);
+        assert!(!complete(bare.id, bare.expires_at + Duration::hours(1)).await);
+        // Single use.
+        let at = T0 + Duration::minutes(1);
+        assert!(complete(open.id, at).await);
+        assert!(!complete(open.id, at).await);
+        assert!(!complete(done.id, T0).await);
+        assert!(!complete(ChallengeId::new(), at).await);
+        let stored = store
+            .challenge_by_token_hash(&open.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.completed_at, Some(at));
+        assert!(!stored.is_open(at));
+        let stored = store
+            .challenge_by_token_hash(&bare.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.completed_at, None);
+    }
+
+    pub async fn unfinished_signins_are_listed_and_reported_once(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let cutoff = T0 + Duration::minutes(10);
+        let bobs = challenge(bob, T0 - Duration::minutes(5));
+        let oldest = challenge(ann, T0 - Duration::minutes(3));
+        let mut completed = challenge(ann, T0 - Duration::minutes(4));
+        completed.completed_at = Some(T0 - Duration::minutes(3));
+        let middle = challenge(ann, T0);
+        // Created at the cutoff: not yet "before" it.
+        let recent = challenge(ann, cutoff);
+        insert_challenges(&store, &[&recent, &middle, &completed, &oldest, &bobs]).await;
+
+        assert_eq!(
+            store.unreported_challenges(cutoff, 10).await.unwrap(),
+            vec![bobs.clone(), oldest.clone(), middle.clone()]
+        );
+        assert_eq!(
+            store.unreported_challenges(cutoff, 2).await.unwrap(),
+            vec![bobs.clone(), oldest.clone()]
+        );
+        assert_eq!(
+            store.unreported_challenges(T0, 10).await.unwrap(),
+            vec![bobs.clone(), oldest.clone()]
+        );
+
+        // Reported once, whatever the state of the second call.
+        let at = T0 + Duration::minutes(20);
+        assert!(report(&store, bobs.id, ReportState::Sent, at).await);
+        assert!(!report(&store, bobs.id, ReportState::Sent, at).await);
+        assert!(!report(&store, bobs.id, ReportState::Suppressed, at).await);
+        // A sign-in that was finished (e.g. between listing and reporting) is not reported.
+        assert!(!report(&store, completed.id, ReportState::Sent, at).await);
+        assert!(!report(&store, ChallengeId::new(), ReportState::Sent, at).await);
+        assert_eq!(
+            store.unreported_challenges(cutoff, 10).await.unwrap(),
+            vec![oldest.clone(), middle.clone()]
+        );
+
+        // Only reports that were sent count; suppressed ones do not.
+        assert_eq!(last_report(&store, ann).await, None);
+        assert!(report(&store, oldest.id, ReportState::Suppressed, at).await);
+        assert_eq!(last_report(&store, ann).await, None);
+        let sent_at = T0 + Duration::minutes(30);
+        assert!(report(&store, middle.id, ReportState::Sent, sent_at).await);
+        let late_suppressed = challenge(ann, T0 + Duration::minutes(1));
+        insert_challenges(&store, &[&late_suppressed]).await;
+        assert!(
+            report(
+                &store,
+                late_suppressed.id,
+                ReportState::Suppressed,
+                sent_at + Duration::minutes(10)
+            )
+            .await
+        );
+        let earlier_sent = challenge(ann, T0 + Duration::minutes(2));
+        insert_challenges(&store, &[&earlier_sent]).await;
+        assert!(report(&store, earlier_sent.id, ReportState::Sent, at).await);
+        assert_eq!(last_report(&store, ann).await, Some(sent_at));
+        assert_eq!(last_report(&store, bob).await, Some(at));
+        assert_eq!(last_report(&store, UserId::new()).await, None);
+        assert_eq!(
+            store.unreported_challenges(cutoff, 10).await.unwrap(),
+            Vec::<Challenge>::new()
+        );
+    }
+
+    async fn record_failure(
+        store: &SqlStore,
+        user_id: UserId,
+        now: OffsetDateTime,
+        lock_until: OffsetDateTime,
+    ) -> Option<u32> {
+        let mut tx = store.begin().await.unwrap();
+        let failures = tx
+            .record_second_factor_failure(
+                user_id,
+                now,
+                MAX_FAILED_SECOND_FACTOR_ATTEMPTS,
+                lock_until,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        failures
+    }
+
+    async fn clear_failures(store: &SqlStore, user_id: UserId) -> Option<OffsetDateTime> {
+        let mut tx = store.begin().await.unwrap();
+        let lock = tx.clear_second_factor_failures(user_id).await.unwrap();
+        tx.commit().await.unwrap();
+        lock
+    }
+
+    pub async fn second_factor_failures_lock_at_the_limit(store: SqlStore) {
+        let limit = MAX_FAILED_SECOND_FACTOR_ATTEMPTS;
+        assert_eq!(limit, 5);
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let until = T0 + SECOND_FACTOR_LOCK;
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle::default()
+        );
+
+        for count in 1..limit {
+            assert_eq!(record_failure(&store, ann, T0, until).await, Some(count));
+            assert_eq!(
+                store.second_factor_throttle(ann).await.unwrap(),
+                SecondFactorThrottle {
+                    failures: count,
+                    locked_until: None
+                }
+            );
+        }
+        // The failure that reaches the limit sets the lock in the same statement.
+        assert_eq!(record_failure(&store, ann, T0, until).await, Some(limit));
+        let locked = SecondFactorThrottle {
+            failures: limit,
+            locked_until: Some(until),
+        };
+        assert_eq!(store.second_factor_throttle(ann).await.unwrap(), locked);
+
+        // While locked nothing is counted and the lock is not extended.
+        let later_lock = until + Duration::hours(1);
+        assert_eq!(record_failure(&store, ann, T0, later_lock).await, None);
+        assert_eq!(
+            record_failure(&store, ann, until - Duration::seconds(1), later_lock).await,
+            None
+        );
+        assert_eq!(store.second_factor_throttle(ann).await.unwrap(), locked);
+        // Other users are not affected.
+        assert_eq!(record_failure(&store, bob, T0, until).await, Some(1));
+
+        // Once the lock has ended, a new count starts, without a lock.
+        let next_until = until + SECOND_FACTOR_LOCK;
+        assert_eq!(
+            record_failure(&store, ann, until, next_until).await,
+            Some(1)
+        );
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle {
+                failures: 1,
+                locked_until: None
+            }
+        );
+        assert_eq!(
+            record_failure(&store, ann, until, next_until).await,
+            Some(2)
+        );
+
+        // Clearing an unlocked count reports no lock and removes the row.
+        assert_eq!(clear_failures(&store, ann).await, None);
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle::default()
+        );
+        assert_eq!(clear_failures(&store, ann).await, None);
+
+        // Clearing a running lock reports it; a caller that rolls back keeps the lock.
+        for _ in 0..limit {
+            record_failure(&store, ann, until, next_until)
+                .await
+                .unwrap();
+        }
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.clear_second_factor_failures(ann).await.unwrap(),
+            Some(next_until)
+        );
+        drop(tx);
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle {
+                failures: limit,
+                locked_until: Some(next_until)
+            }
+        );
+        assert_eq!(clear_failures(&store, ann).await, Some(next_until));
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle::default()
+        );
+        assert_eq!(
+            record_failure(&store, ann, until, next_until).await,
+            Some(1)
+        );
+        assert_eq!(store.second_factor_throttle(bob).await.unwrap().failures, 1);
+
+        // A limit of one locks on the first failure (the insert branch of the upsert).
+        let carol = insert_user(&store, "carol@example.com").await.user.id;
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            tx.record_second_factor_failure(carol, T0, 1, until)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            tx.record_second_factor_failure(carol, T0, 1, until)
+                .await
+                .unwrap(),
+            None
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.second_factor_throttle(carol).await.unwrap(),
+            SecondFactorThrottle {
+                failures: 1,
+                locked_until: Some(until)
+            }
+        );
+    }
+
+    pub async fn concurrent_second_factor_failures_stop_at_the_limit(store: SqlStore) {
+        const CALLERS: usize = 50;
+        let limit = MAX_FAILED_SECOND_FACTOR_ATTEMPTS;
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let until = T0 + SECOND_FACTOR_LOCK;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CALLERS {
+            let store = store.clone();
+            tasks.spawn(async move { record_failure(&store, ann, T0, until).await });
+        }
+        let outcomes = tasks.join_all().await;
+        let counts: BTreeSet<u32> = outcomes.iter().flatten().copied().collect();
+        assert_eq!(counts, (1..=limit).collect::<BTreeSet<_>>());
+        assert_eq!(outcomes.iter().flatten().count(), limit as usize);
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_none()).count(),
+            CALLERS - limit as usize
+        );
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle {
+                failures: limit,
+                locked_until: Some(until)
+            }
+        );
+    }
+
+    pub async fn sessions_record_their_second_factor(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let mut by_code = new_session(ann, T0);
+        by_code.mfa_method = Some(MfaMethod::BackupCode);
+        by_code.amr = MfaMethod::BackupCode.amr_with_password();
+        let mut password_only = new_session(ann, T0);
+        password_only.mfa_method = None;
+        password_only.amr = vec!["pwd".into()];
+        insert_sessions(&store, &[&by_code, &password_only]).await;
+        for session in [&by_code, &password_only] {
+            assert_eq!(
+                store
+                    .session_by_token_hash(&session.token_hash)
+                    .await
+                    .unwrap(),
+                Some(session.clone())
+            );
+        }
+
+        let amr = MfaMethod::Totp.amr_with_password();
+        let mut tx = store.begin().await.unwrap();
+        tx.set_session_mfa(password_only.id, MfaMethod::Totp, &amr)
+            .await
+            .unwrap();
+        tx.set_session_mfa(by_code.id, MfaMethod::Totp, &["pwd".into(), "otp".into()])
+            .await
+            .unwrap();
+        // An unknown session is not an error.
+        tx.set_session_mfa(SessionId::new(), MfaMethod::Totp, &amr)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut expected = password_only.clone();
+        expected.mfa_method = Some(MfaMethod::Totp);
+        expected.amr = amr;
+        assert_eq!(
+            store
+                .session_by_token_hash(&password_only.token_hash)
+                .await
+                .unwrap(),
+            Some(expected)
+        );
+        let mut expected = by_code.clone();
+        expected.mfa_method = Some(MfaMethod::Totp);
+        expected.amr = vec!["pwd".into(), "otp".into()];
+        assert_eq!(
+            store
+                .session_by_token_hash(&by_code.token_hash)
+                .await
+                .unwrap(),
+            Some(expected)
+        );
+    }
+
+    async fn reseal(
+        store: &SqlStore,
+        owner: SecretOwner,
+        previous: &[u8],
+        sealed: &[u8],
+        key_id: u32,
+    ) -> bool {
+        let mut tx = store.begin().await.unwrap();
+        let done = tx
+            .reseal_secret(owner, previous, sealed, key_id)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        done
+    }
+
+    pub async fn secrets_under_an_old_key_are_resealed(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let old_factor = totp_factor(ann, T0, 1);
+        let mut new_factor = totp_factor(ann, T0, 2);
+        new_factor.key_id = Some(2);
+        let no_secret = Factor {
+            id: FactorId::new(),
+            user_id: ann,
+            kind: FactorKind::Webauthn,
+            label: "Security key".into(),
+            secret_sealed: None,
+            key_id: None,
+            last_step: None,
+            preferred: false,
+            created_at: T0,
+            last_used_at: None,
+        };
+        insert_factors(&store, &[&old_factor, &new_factor, &no_secret]).await;
+        let old_enrollment = enrollment(bob, T0, 3);
+        let mut new_enrollment = enrollment(ann, T0, 4);
+        new_enrollment.key_id = 2;
+        insert_enrollments(&store, &[&old_enrollment, &new_enrollment]).await;
+
+        let factor_owner = SecretOwner::Factor(old_factor.id);
+        let enrollment_owner = SecretOwner::Enrollment {
+            id: old_enrollment.id,
+            factor_id: old_enrollment.factor_id,
+        };
+        assert_eq!(store.count_secrets_not_under_key(2).await.unwrap(), 2);
+        let listed = store.secrets_not_under_key(2, 10).await.unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let find = |owner: SecretOwner| {
+            let secret = listed
+                .iter()
+                .find(|s| s.owner == owner)
+                .unwrap_or_else(|| panic!("{owner:?} not listed in {listed:?}"));
+            (secret.user_id, secret.sealed.clone())
+        };
+        assert_eq!(find(factor_owner), (ann, sealed(1)));
+        assert_eq!(find(enrollment_owner), (bob, sealed(3)));
+        assert_eq!(store.secrets_not_under_key(2, 1).await.unwrap().len(), 1);
+        // The other way round, and a key nothing is under.
+        assert_eq!(store.count_secrets_not_under_key(1).await.unwrap(), 2);
+        let under_two: Vec<SecretOwner> = store
+            .secrets_not_under_key(1, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.owner)
+            .collect();
+        assert_eq!(under_two.len(), 2);
+        assert!(under_two.contains(&SecretOwner::Factor(new_factor.id)));
+        assert!(under_two.contains(&SecretOwner::Enrollment {
+            id: new_enrollment.id,
+            factor_id: new_enrollment.factor_id
+        }));
+        assert_eq!(store.count_secrets_not_under_key(3).await.unwrap(), 4);
+
+        // Only a caller that saw the stored value may replace it.
+        let resealed = sealed(11);
+        assert!(!reseal(&store, factor_owner, &sealed(9), &resealed, 2).await);
+        assert!(!reseal(&store, factor_owner, &[], &resealed, 2).await);
+        assert_eq!(store.count_secrets_not_under_key(2).await.unwrap(), 2);
+        assert!(reseal(&store, factor_owner, &sealed(1), &resealed, 2).await);
+        // The old value no longer matches.
+        assert!(!reseal(&store, factor_owner, &sealed(1), &sealed(12), 2).await);
+        let stored = store.factors_of(ann).await.unwrap();
+        let stored = stored.iter().find(|f| f.id == old_factor.id).unwrap();
+        assert_eq!(
+            (stored.secret_sealed.as_deref(), stored.key_id),
+            (Some(&resealed[..]), Some(2))
+        );
+
+        let resealed_enrollment = sealed(13);
+        assert!(
+            !reseal(
+                &store,
+                enrollment_owner,
+                &sealed(4),
+                &resealed_enrollment,
+                2
+            )
+            .await
+        );
+        assert!(
+            reseal(
+                &store,
+                enrollment_owner,
+                &sealed(3),
+                &resealed_enrollment,
+                2
+            )
+            .await
+        );
+        let stored = store
+            .totp_enrollment(bob, old_enrollment.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.secret_sealed, stored.key_id),
+            (resealed_enrollment, 2)
+        );
+
+        assert_eq!(store.count_secrets_not_under_key(2).await.unwrap(), 0);
+        assert!(store.secrets_not_under_key(2, 10).await.unwrap().is_empty());
+        // Nothing else changed.
+        assert_eq!(
+            store.totp_enrollment(ann, new_enrollment.id).await.unwrap(),
+            Some(new_enrollment)
+        );
     }
 }
 
