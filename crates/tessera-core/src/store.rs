@@ -278,6 +278,17 @@ pub trait StoreTx: Send {
     /// Writes a message to the outbox, delivered after commit.
     async fn enqueue(&mut self, message: &NewOutboxMessage) -> StoreResult<()>;
 
+    /// Serialises changes to one user's factors and backup codes: takes the user's row lock
+    /// (PostgreSQL) or the write lock (SQLite) before anything is read, so two concurrent
+    /// changes see each other's result instead of deciding from the same stale reads.
+    async fn lock_user_mfa(&mut self, user_id: UserId) -> StoreResult<()>;
+
+    /// A user's active factors, oldest first, as this transaction sees them.
+    async fn factors_of_user(&mut self, user_id: UserId) -> StoreResult<Vec<Factor>>;
+
+    /// How many of a user's backup codes are unused, as this transaction sees them.
+    async fn unused_backup_codes(&mut self, user_id: UserId) -> StoreResult<u32>;
+
     /// Inserts an unfinished TOTP enrollment.
     async fn insert_totp_enrollment(&mut self, enrollment: &TotpEnrollment) -> StoreResult<()>;
 

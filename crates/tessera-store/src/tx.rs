@@ -4,8 +4,8 @@
 
 use crate::error::{map_conflict, map_error};
 use crate::rows::{
-    EnrollmentRow, amr_json, count_to_u32, enrollment_columns, json_text, notification_json,
-    u64_to_i64,
+    EnrollmentRow, FactorRow, amr_json, count_to_u32, enrollment_columns, factor_columns,
+    json_text, notification_json, u64_to_i64,
 };
 use async_trait::async_trait;
 use sqlx::Any;
@@ -204,6 +204,44 @@ impl StoreTx for SqlTx {
         .await
         .map_err(map_error)?;
         Ok(())
+    }
+
+    async fn lock_user_mfa(&mut self, user_id: UserId) -> StoreResult<()> {
+        // A no-op write to a non-key column: on PostgreSQL it takes the row lock without
+        // blocking inserts that reference the user (sessions, events); on SQLite the first
+        // write of a transaction takes the database's write lock.
+        sqlx::query("UPDATE users SET display_name = display_name WHERE id = $1")
+            .bind(user_id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn factors_of_user(&mut self, user_id: UserId) -> StoreResult<Vec<Factor>> {
+        sqlx::query_as::<_, FactorRow>(concat!(
+            "SELECT ",
+            factor_columns!(),
+            " FROM factors WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(Factor::try_from)
+        .collect()
+    }
+
+    async fn unused_backup_codes(&mut self, user_id: UserId) -> StoreResult<u32> {
+        let count = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM backup_codes WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        count_to_u32(count, "backup_codes.count")
     }
 
     async fn insert_totp_enrollment(&mut self, enrollment: &TotpEnrollment) -> StoreResult<()> {

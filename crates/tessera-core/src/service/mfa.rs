@@ -265,6 +265,7 @@ impl Services {
         self.require_reauth(auth)?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(auth.user.id).await?;
         let removed = tx.delete_backup_codes(auth.user.id).await?;
         tx.insert_event(&NewEvent {
             user_id: auth.user.id,
@@ -395,23 +396,21 @@ impl Services {
             return Err(Error::InvalidCode);
         };
 
-        let existing = self.store.factors_of(auth.user.id).await?;
-        if let Some(replace) = replace
-            && !existing
-                .iter()
-                .any(|f| f.id == replace && f.kind == FactorKind::Totp)
-        {
-            return Err(Error::NotFound);
-        }
-        let first_mfa = existing.is_empty();
-        let has_codes = self.store.backup_code_status(auth.user.id).await?.remaining > 0;
-        let backup_codes = if first_mfa && !has_codes {
-            Some(generate_backup_codes()?)
-        } else {
-            None
-        };
-
+        // Every decision below is made from reads inside the transaction, after the user's
+        // MFA lock: concurrent confirmations (several tabs) see each other's result.
         let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(auth.user.id).await?;
+        let existing = tx.factors_of_user(auth.user.id).await?;
+        let replaced = match replace {
+            Some(id) => match existing
+                .iter()
+                .find(|f| f.id == id && f.kind == FactorKind::Totp)
+            {
+                Some(factor) => Some(factor),
+                None => return Err(Error::NotFound),
+            },
+            None => None,
+        };
         if tx
             .take_totp_enrollment(auth.user.id, enrollment.id, now)
             .await?
@@ -419,11 +418,17 @@ impl Services {
         {
             return Err(Error::InvalidCode);
         }
-        let replaced_preferred = replace
-            .and_then(|id| existing.iter().find(|f| f.id == id))
-            .is_some_and(|f| f.preferred);
-        if let Some(replace) = replace {
-            tx.delete_factor(auth.user.id, replace).await?;
+        let first_mfa = existing.is_empty();
+        let backup_codes = if first_mfa && tx.unused_backup_codes(auth.user.id).await? == 0 {
+            Some(generate_backup_codes()?)
+        } else {
+            None
+        };
+        let replaced_preferred = replaced.is_some_and(|f| f.preferred);
+        if let Some(replaced) = replaced
+            && !tx.delete_factor(auth.user.id, replaced.id).await?
+        {
+            return Err(Error::NotFound);
         }
         let factor = Factor {
             id: enrollment.factor_id,
@@ -791,6 +796,7 @@ impl Services {
         let now = self.clock.now();
         let codes = generate_backup_codes()?;
         let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(auth.user.id).await?;
         self.store_backup_codes(tx.as_mut(), auth.user.id, &codes, now)
             .await?;
         tx.insert_event(&NewEvent {
@@ -832,7 +838,8 @@ impl Services {
     }
 
     /// Removes one factor. Removing the last one turns MFA off (and removes the backup
-    /// codes), which `mfa.allow_disable = false` forbids.
+    /// codes), which `mfa.allow_disable = false` forbids. Decided under the user's MFA lock,
+    /// so concurrent removals cannot together remove every factor.
     pub async fn remove_factor(
         &self,
         auth: &FullSession,
@@ -841,15 +848,16 @@ impl Services {
     ) -> Result<()> {
         self.require_reauth(auth)?;
         let factor_id: FactorId = factor_id.parse().map_err(|_| Error::NotFound)?;
-        let factors = self.store.factors_of(auth.user.id).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(auth.user.id).await?;
+        let factors = tx.factors_of_user(auth.user.id).await?;
         let Some(factor) = factors.iter().find(|f| f.id == factor_id) else {
             return Err(Error::NotFound);
         };
         if factors.len() == 1 {
-            return self.disable_mfa(auth, client).await;
+            return self.disable_mfa_in(tx, auth, client, now).await;
         }
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
         if !tx.delete_factor(auth.user.id, factor_id).await? {
             return Err(Error::NotFound);
         }
@@ -884,13 +892,25 @@ impl Services {
     /// `mfa.allow_disable` is false.
     pub async fn disable_mfa(&self, auth: &FullSession, client: ClientInfo) -> Result<()> {
         self.require_reauth(auth)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(auth.user.id).await?;
+        self.disable_mfa_in(tx, auth, client, now).await
+    }
+
+    /// Disables MFA in `tx` (which holds the user's MFA lock) and commits.
+    async fn disable_mfa_in(
+        &self,
+        mut tx: Box<dyn StoreTx>,
+        auth: &FullSession,
+        client: ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         if !self.settings.mfa.allow_disable {
             return Err(Error::PolicyForbids(
                 "multi-factor authentication cannot be turned off on this server".into(),
             ));
         }
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
         let factors = tx.delete_factors(auth.user.id).await?;
         if factors == 0 {
             return Err(Error::invalid("multi-factor authentication is not on"));
@@ -930,6 +950,7 @@ impl Services {
         let user = credentials.user;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(user.id).await?;
         let factors = tx.delete_factors(user.id).await?;
         let backup_codes = tx.delete_backup_codes(user.id).await?;
         tx.insert_event(&NewEvent {

@@ -1757,17 +1757,7 @@ async fn first_enrollments_confirmed_at_once(kind: Kind) {
     env.finish().await;
 }
 
-on_both_backends!(
-    #[ignore = "BUG: confirm_totp_enrollment (tessera-core service/mfa.rs) decides first_mfa, \
-                preferred and whether to make backup codes from factors_of/backup_code_status \
-                read before its transaction and never re-checks inside it; concurrent first \
-                confirmations each see no factor, so each factor is inserted preferred=true \
-                (ensure_preferred_factor only fixes zero preferred, not two) and each response \
-                hands out its own 10 backup codes: on SQLite the later replace_backup_codes \
-                deletes the earlier set, so codes shown to the user never work; on PostgreSQL \
-                the concurrent DELETE+INSERT in replace_backup_codes keeps both sets (20+ codes)"]
-    first_enrollments_confirmed_at_once
-);
+on_both_backends!(first_enrollments_confirmed_at_once);
 
 /// Four confirmations at once that each replace the same old factor: one replaces it, the
 /// others are refused; the user keeps exactly one authenticator app.
@@ -1805,15 +1795,7 @@ async fn replacements_of_one_factor_at_once(kind: Kind) {
     env.finish().await;
 }
 
-on_both_backends!(
-    #[ignore = "BUG: confirm_totp_enrollment checks that replace_factor_id is one of the \
-                user's TOTP factors before its transaction and ignores the bool returned by \
-                tx.delete_factor(replace): concurrent confirmations replacing the same factor \
-                all answer 201 with a factor_replaced event although only the first deleted \
-                anything, leaving the user with several authenticator apps (reproduces on \
-                SQLite nearly every run; on PostgreSQL when the reads overlap)"]
-    replacements_of_one_factor_at_once
-);
+on_both_backends!(replacements_of_one_factor_at_once);
 
 /// Four regenerations at once: afterwards exactly one set of 10 codes is stored.
 async fn regenerations_at_once(kind: Kind) {
@@ -1869,23 +1851,7 @@ async fn regenerations_at_once(kind: Kind) {
     env.finish().await;
 }
 
-// SQLite passes (its one writer connection serializes the transactions); PostgreSQL does not.
-mod regenerations_at_once {
-    #[tokio::test]
-    async fn sqlite() {
-        super::regenerations_at_once(super::Kind::Sqlite).await;
-    }
-
-    #[ignore = "BUG: replace_backup_codes (tessera-store tx.rs) is DELETE FROM backup_codes \
-                WHERE user_id then INSERT with nothing serializing two transactions of one \
-                user: on PostgreSQL (READ COMMITTED) concurrent POST /api/v1/me/backup-codes \
-                each delete only the rows committed before them and all insert, so 20-40 \
-                codes stay valid and earlier sets do not stop working"]
-    #[tokio::test]
-    async fn postgres() {
-        super::regenerations_at_once(super::Kind::Postgres).await;
-    }
-}
+on_both_backends!(regenerations_at_once);
 
 /// With `mfa.allow_disable = false`, removing all three factors at once must leave MFA on
 /// (every removal but one refused with policy_forbids).
@@ -1929,13 +1895,4 @@ async fn removing_every_factor_at_once(kind: Kind) {
     env.finish().await;
 }
 
-on_both_backends!(
-    #[ignore = "BUG: remove_factor (tessera-core service/mfa.rs) decides 'not the last factor' \
-                from factors_of read before its transaction (factors.len() == 1 routes to \
-                disable_mfa, which enforces mfa.allow_disable); concurrent DELETE \
-                /api/v1/me/factors/{id} of every factor each see several factors and all \
-                answer 204, so the user ends with no factor: MFA is off although \
-                mfa.allow_disable = false, a password alone signs in (201), no mfa_disabled \
-                event or email, and the backup codes are left behind"]
-    removing_every_factor_at_once
-);
+on_both_backends!(removing_every_factor_at_once);

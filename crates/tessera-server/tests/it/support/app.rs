@@ -137,7 +137,12 @@ impl TestApp {
 
     /// The services of the running server (to run periodic work at a chosen instant).
     pub fn services(&self) -> &tessera_core::service::Services {
-        &self.server.as_ref().expect("server is running").state.services
+        &self
+            .server
+            .as_ref()
+            .expect("server is running")
+            .state
+            .services
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

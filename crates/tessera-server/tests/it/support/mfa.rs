@@ -41,7 +41,9 @@ impl UnixNow for tessera_core::clock::FixedClock {
 /// Starts a TOTP enrollment (the session's re-auth window must be open) and returns the
 /// response body.
 pub async fn start_totp(app: &TestApp, token: &str) -> Value {
-    let response = app.post("/api/v1/me/factors/totp", Some(token), json!({})).await;
+    let response = app
+        .post("/api/v1/me/factors/totp", Some(token), json!({}))
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
 }
@@ -68,7 +70,12 @@ pub async fn enable_totp(app: &TestApp, token: &str) -> EnrolledTotp {
         secret: uri.secret,
         backup_codes: body["backup_codes"]
             .as_array()
-            .map(|codes| codes.iter().map(|c| c.as_str().unwrap().to_owned()).collect())
+            .map(|codes| {
+                codes
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_owned())
+                    .collect()
+            })
             .unwrap_or_default(),
         confirmed_at_unix: app.clock.now_unix(),
     }
