@@ -98,7 +98,7 @@ pub async fn second_step(
     Client(client): Client,
     ApiJson(body): ApiJson<SecondStepRequest>,
 ) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
-    let code = body.code.as_ref().map(|c| c.expose_secret()).unwrap_or("");
+    let code = body.code.as_ref().map_or("", CodeInput::as_code);
     let proof = match body.method.as_str() {
         "totp" => SecondFactorProof::Totp {
             factor_id: body.factor_id.as_deref(),

@@ -10,7 +10,6 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use secrecy::ExposeSecret;
 
 /// Start enrolling an authenticator app: a new secret and its QR code.
 #[utoipa::path(post, path = "/api/v1/me/factors/totp", tag = "factors",
@@ -64,7 +63,7 @@ pub async fn confirm_totp(
         .confirm_totp_enrollment(
             &auth,
             &enrollment_id,
-            body.code.expose_secret(),
+            body.code.as_code(),
             body.label.as_deref(),
             body.replace_factor_id.as_deref(),
             client,

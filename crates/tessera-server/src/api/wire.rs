@@ -257,7 +257,7 @@ pub struct SecondStepRequest {
     pub factor_id: Option<String>,
     /// The code as typed: 6 digits, or a backup code in any case with or without dashes.
     #[schema(value_type = Option<String>, format = Password)]
-    pub code: Option<SecretString>,
+    pub code: Option<CodeInput>,
     /// A WebAuthn assertion (security keys, not yet available).
     #[schema(value_type = Option<Object>)]
     pub credential: Option<serde_json::Value>,
@@ -286,7 +286,7 @@ pub struct TotpEnrollmentResponse {
 pub struct ConfirmFactorRequest {
     /// The current 6-digit code from the app.
     #[schema(value_type = String, format = Password)]
-    pub code: SecretString,
+    pub code: CodeInput,
     /// A name for the factor (default "Authenticator app"), at most 64 characters.
     pub label: Option<String>,
     /// Reset to a new device: the TOTP factor this one replaces, in the same transaction.
@@ -446,3 +446,49 @@ pub struct EventsResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmptyRequest {}
+
+/// A code as a client sent it. Codes are strings (a number would lose leading zeros); a JSON
+/// number is still code-shaped, so it is refused as `invalid_code` like any wrong code rather
+/// than as a malformed request. Other JSON types are malformed (`invalid_request`).
+pub enum CodeInput {
+    /// A string.
+    Text(SecretString),
+    /// A JSON number: never a valid code.
+    Number,
+}
+
+impl CodeInput {
+    /// The code to check; a number becomes the empty string, which no code matches.
+    pub fn as_code(&self) -> &str {
+        use secrecy::ExposeSecret as _;
+        match self {
+            CodeInput::Text(text) => text.expose_secret(),
+            CodeInput::Number => "",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CodeInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = CodeInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a code as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<CodeInput, E> {
+                Ok(CodeInput::Text(value.into()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<CodeInput, E> {
+                Ok(CodeInput::Number)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<CodeInput, E> {
+                Ok(CodeInput::Number)
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<CodeInput, E> {
+                Ok(CodeInput::Number)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
