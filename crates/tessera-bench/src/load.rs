@@ -1,12 +1,14 @@
-//! The HTTP side: creating users, the sign-in flood and the `/me` probe. Each runs on its own
-//! OS thread with its own single-threaded runtime and its own `reqwest` client (HTTP/1.1,
-//! keep-alive), so the load generator never runs on the server's worker threads.
+//! The HTTP side: creating users, the sign-in flood, the `/me` probe and the second-step
+//! drive of the MFA benchmark ([`spawn_post_each`]). Each runs on its own OS thread with its own
+//! single-threaded runtime and its own `reqwest` client (HTTP/1.1, keep-alive), so the load
+//! generator never runs on the server's worker threads.
 
 use crate::procfs::{self, ThreadStat};
 use anyhow::{Context, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -106,7 +108,10 @@ pub struct Samples {
 impl Samples {
     /// The status of a finished request, reading its body so the connection goes back to the
     /// pool; a failed request keeps its first error and has no status.
-    async fn status_of(&mut self, result: reqwest::Result<reqwest::Response>) -> Option<u16> {
+    pub(crate) async fn status_of(
+        &mut self,
+        result: reqwest::Result<reqwest::Response>,
+    ) -> Option<u16> {
         let failed = match result {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -139,7 +144,7 @@ impl Samples {
             .collect()
     }
 
-    fn merge(&mut self, other: Samples) {
+    pub(crate) fn merge(&mut self, other: Samples) {
         self.samples.extend(other.samples);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -282,4 +287,118 @@ pub fn spawn_me_probe(
             Ok((samples, used))
         })
         .context("cannot spawn the probe thread")
+}
+
+/// The bodies to post and the index of the next unused one, shared by every client thread.
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// Where to post.
+    pub url: Arc<String>,
+    /// JSON bodies, each to be sent exactly once.
+    pub bodies: Arc<Vec<String>>,
+    /// The next body to send.
+    pub next: Arc<AtomicUsize>,
+}
+
+impl Work {
+    /// Work for `url`: every body once.
+    pub fn new(url: String, bodies: Vec<String>) -> Self {
+        Self {
+            url: Arc::new(url),
+            bodies: Arc::new(bodies),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Bodies handed out so far (at most all of them).
+    pub fn taken(&self) -> usize {
+        self.next.load(Ordering::Relaxed).min(self.bodies.len())
+    }
+}
+
+/// `concurrency` tasks each take the next unused body of `work` and POST it, one after the
+/// other, until every body has been sent or `deadline` passed. Every body is sent at most once
+/// (a challenge, or a TOTP step, can be used only once).
+pub async fn post_each(
+    work: Work,
+    concurrency: usize,
+    start: Instant,
+    deadline: Instant,
+) -> anyhow::Result<Samples> {
+    let client = client()?;
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, work) = (client.clone(), work.clone());
+        tasks.spawn(async move {
+            let mut out = Samples::default();
+            while Instant::now() < deadline {
+                let index = work.next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = work.bodies.get(index) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let result = client
+                    .post(work.url.as_str())
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let status = out.status_of(result).await;
+                let now = Instant::now();
+                out.samples.push(Sample {
+                    done_at: now - start,
+                    latency: now - sent,
+                    status,
+                });
+            }
+            out
+        });
+    }
+    let mut all = Samples::default();
+    while let Some(joined) = tasks.join_next().await {
+        all.merge(joined.context("client task failed")?);
+    }
+    Ok(all)
+}
+
+/// Name prefix of the client threads of [`spawn_post_each`].
+pub const CLIENT_THREAD: &str = "bench-client";
+
+/// Runs [`post_each`] on `threads` OS threads (each with its own runtime and client) that
+/// share `work` and split `concurrency` between them; returns the merged samples and what each
+/// client thread used (they have exited by then, so they report themselves).
+pub fn spawn_post_each(
+    work: &Work,
+    threads: usize,
+    concurrency: usize,
+    start: Instant,
+    deadline: Instant,
+) -> anyhow::Result<(Samples, Vec<ThreadStat>)> {
+    let concurrency = concurrency.max(1);
+    let threads = threads.clamp(1, concurrency);
+    let handles = (0..threads)
+        .map(|i| {
+            // The first threads take one more task when the split is uneven.
+            let share = concurrency / threads + usize::from(i < concurrency % threads);
+            let work = work.clone();
+            std::thread::Builder::new()
+                .name(format!("{CLIENT_THREAD}-{i}"))
+                .spawn(move || -> anyhow::Result<(Samples, ThreadStat)> {
+                    let before = procfs::current_thread()?;
+                    let samples = runtime()?.block_on(post_each(work, share, start, deadline))?;
+                    Ok((samples, procfs::current_thread()?.since(&before)))
+                })
+                .context("cannot spawn a client thread")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut all = Samples::default();
+    let mut used = Vec::new();
+    for handle in handles {
+        let (samples, stat) = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        all.merge(samples);
+        used.push(stat);
+    }
+    Ok((all, used))
 }

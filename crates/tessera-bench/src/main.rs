@@ -6,7 +6,13 @@
 //! cargo run --release -p tessera-bench                       # defaults, about 35 s
 //! cargo run --release -p tessera-bench -- --seconds 10 --users 200 --concurrency 16
 //! cargo run --release -p tessera-bench -- --model-fix        # + the pool-design experiment
+//! cargo run --release -p tessera-bench -- mfa                # MFA second steps, see mfa.rs
+//! cargo run --release -p tessera-bench -- mfa --postgres
 //! ```
+//!
+//! The `mfa` subcommand is a separate benchmark (second steps of sign-in with 100,000 seeded
+//! TOTP users, on SQLite or PostgreSQL); its phases and targets are described in `mfa.rs`.
+//! Without a subcommand, the password benchmark below runs.
 //!
 //! Run it in release mode on an otherwise idle machine. Phases, in order:
 //!
@@ -57,10 +63,13 @@
 //! `--model-fix` measures another pool design (phase 5b).
 
 mod load;
+mod mfa;
 mod model;
 mod procfs;
 mod raw;
+mod seed;
 mod stats;
+mod store_model;
 
 use anyhow::Context;
 use clap::Parser;
@@ -85,10 +94,18 @@ const NOISE_THRESHOLD: f64 = 0.05;
 /// Thread name of the server's runtime (workers and blocking pool).
 const SERVER_THREAD: &str = "tessera-rt";
 
-/// Sign-in throughput against raw Argon2id, and `/me` latency under a sign-in flood.
+/// Sign-in throughput against raw Argon2id, and `/me` latency under a sign-in flood; or, with
+/// `mfa`, second-step throughput and latency.
 #[derive(Debug, Parser)]
-#[command(name = "tessera-bench", version, about)]
+#[command(
+    name = "tessera-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Duration of the sign-in flood, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -133,8 +150,19 @@ struct Args {
     model_fix: bool,
 }
 
+/// Benchmarks other than the default password one.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// MFA second steps (`POST /api/v1/sessions/mfa`) with 100,000 seeded TOTP users: TOTP and
+    /// backup-code runs, on SQLite or (`--postgres`) PostgreSQL.
+    Mfa(mfa::MfaArgs),
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Mfa(mfa)) = args.command {
+        return mfa::run(mfa);
+    }
     let cores = std::thread::available_parallelism()
         .map(usize::from)
         .context("cannot read available_parallelism")?;
@@ -346,7 +374,11 @@ fn main() -> anyhow::Result<()> {
     }
     let groups = group_threads(&threads_used, &server_workers, main_tid);
     print_breakdown(&groups, &flood_cpu, flood_wall, cores, ok_total, &raw);
-    print_groups(&groups, flood_wall, cores);
+    print_groups(
+        &groups,
+        flood_wall,
+        &format!("the Argon2 pool can use {cores}00%"),
+    );
 
     server_rt.block_on(server.shutdown())?;
     drop(server_rt);
@@ -613,12 +645,8 @@ fn group_threads(
     server_workers: &BTreeSet<u32>,
     main_tid: u32,
 ) -> BTreeMap<&'static str, Group> {
-    let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
-    for (tid, stat) in delta {
-        if stat.run_ns == 0 && stat.slices == 0 {
-            continue;
-        }
-        let group = if server_workers.contains(tid) {
+    group_by(delta, |tid, stat| {
+        if server_workers.contains(&tid) {
             WORKERS
         } else if stat.name.starts_with(HASHING_THREAD_PREFIX) {
             POOL
@@ -626,14 +654,27 @@ fn group_threads(
             "server runtime, other threads"
         } else if stat.name.starts_with("sqlx") {
             SQLITE
-        } else if *tid == main_tid {
+        } else if tid == main_tid {
             FLOOD
         } else if stat.name == "me-probe" {
             PROBE
         } else {
             "other threads of this process"
-        };
-        let entry = groups.entry(group).or_default();
+        }
+    })
+}
+
+/// Sums the threads that ran in `delta` into the groups `classify` names.
+fn group_by(
+    delta: &BTreeMap<u32, ThreadStat>,
+    classify: impl Fn(u32, &ThreadStat) -> &'static str,
+) -> BTreeMap<&'static str, Group> {
+    let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
+    for (tid, stat) in delta {
+        if stat.run_ns == 0 && stat.slices == 0 {
+            continue;
+        }
+        let entry = groups.entry(classify(*tid, stat)).or_default();
         entry.threads += 1;
         entry.run_ns += stat.run_ns;
         entry.wait_ns += stat.wait_ns;
@@ -713,12 +754,11 @@ fn print_breakdown(
 }
 
 /// Per group of threads: time on a CPU and time runnable but waiting for one.
-fn print_groups(groups: &BTreeMap<&str, Group>, wall: Duration, cores: usize) {
+fn print_groups(groups: &BTreeMap<&str, Group>, wall: Duration, note: &str) {
     let wall_ns = wall.as_nanos() as f64;
     println!(
-        "  per thread group, in % of ONE core over {:.2} s (the Argon2 pool can use {}00%):",
-        wall.as_secs_f64(),
-        cores
+        "  per thread group, in % of ONE core over {:.2} s ({note}):",
+        wall.as_secs_f64()
     );
     println!(
         "    {:<30} {:>7} {:>8} {:>13} {:>10} {:>12}",

@@ -269,3 +269,56 @@ pub fn named_threads(name: &str, expected: usize) -> anyhow::Result<BTreeSet<u32
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// CPU time (user + system, in clock ticks like [`CpuTicks`]) and command line of each process
+/// whose command line satisfies `matches`, by pid; other users' processes count too when
+/// `/proc` shows them. Used to tell the PostgreSQL server's share from other processes.
+pub fn processes(matches: impl Fn(&str) -> bool) -> BTreeMap<u32, (String, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        let Ok(cmdline) = fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !matches(&cmdline) {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| -> u64 { fields.get(i).and_then(|t| t.parse().ok()).unwrap_or(0) };
+        out.insert(pid, (cmdline.trim().to_owned(), field(11) + field(12)));
+    }
+    out
+}
+
+/// CPU ticks each process of `after` used since `before` (processes born in between count from
+/// zero; those that exited in between are lost).
+pub fn process_delta(
+    before: &BTreeMap<u32, (String, u64)>,
+    after: &BTreeMap<u32, (String, u64)>,
+) -> BTreeMap<u32, (String, u64)> {
+    after
+        .iter()
+        .map(|(pid, (cmdline, ticks))| {
+            let then = before.get(pid).map_or(0, |(_, ticks)| *ticks);
+            (*pid, (cmdline.clone(), ticks.saturating_sub(then)))
+        })
+        .collect()
+}

@@ -97,6 +97,11 @@ impl Fixture {
         })
     }
 
+    /// The PHC string of the password (what `users.password_hash` holds).
+    pub fn phc(&self) -> &str {
+        &self.phc
+    }
+
     /// The PHC prefix, which shows the algorithm and parameters.
     pub fn params(&self) -> String {
         self.phc
