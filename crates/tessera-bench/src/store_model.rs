@@ -842,7 +842,7 @@ pub fn run(
         let ok = latencies.len();
         println!();
         println!(
-            "[6{}] MODEL: {}, {concurrency} in flight, {} fresh challenges",
+            "[5{}] MODEL: {}, {concurrency} in flight, {} fresh challenges",
             char::from(b'a' + u8::try_from(index).unwrap_or(0)),
             variant.label,
             jobs.len()

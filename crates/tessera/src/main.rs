@@ -465,7 +465,10 @@ mod tests {
         );
         let events = store.events_of(user.id, None, 10).await.unwrap();
         assert_eq!(events[0].kind, "mfa_reset_completed");
-        assert!(store.outbox_backlog().await.unwrap() > 0, "the user is emailed");
+        assert!(
+            store.outbox_backlog().await.unwrap() > 0,
+            "the user is emailed"
+        );
 
         let unknown = run(cli(
             &["admin", "reset-mfa", "--email", "nobody@example.com"],
