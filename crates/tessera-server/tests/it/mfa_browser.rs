@@ -6,175 +6,17 @@
 
 use crate::mfa_interop::{now, oathtool_totp};
 use crate::support::app::{PASSWORD, TestApp};
-use serde_json::json;
+use crate::support::browser::{
+    ChromeDriver, browser, by_id, click_id, fill, page_text, submit, wait_for_any_text,
+    wait_for_text, wait_for_url,
+};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use thirtyfour::PageLoadStrategy;
 use thirtyfour::prelude::*;
 
 const EMAIL: &str = "ann@example.com";
 const DOWNLOAD_NAME: &str = "tessera-backup-codes.txt";
-
-struct ChromeDriver {
-    child: Child,
-    url: String,
-}
-
-impl ChromeDriver {
-    #[expect(
-        clippy::zombie_processes,
-        reason = "Drop kills and waits for the child"
-    )]
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let child = Command::new(&binary)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary} (install chromium-driver): {e}"));
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    child,
-                    url: format!("http://127.0.0.1:{port}"),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not start");
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A headless Chromium whose downloads land in `downloads` without asking.
-async fn browser(driver: &ChromeDriver, downloads: &Path) -> WebDriver {
-    let mut caps = DesiredCapabilities::chrome();
-    caps.set_binary(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
-        .unwrap();
-    for arg in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1200,900",
-    ] {
-        caps.add_arg(arg).unwrap();
-    }
-    caps.add_experimental_option(
-        "prefs",
-        json!({
-            "download.default_directory": downloads.to_str().unwrap(),
-            "download.prompt_for_download": false,
-            "download.directory_upgrade": true,
-        }),
-    )
-    .unwrap();
-    // As in pages.rs: never wait for page loads; every step waits for what it expects.
-    caps.set_page_load_strategy(PageLoadStrategy::None).unwrap();
-    WebDriver::new(&driver.url, caps)
-        .await
-        .expect("a Chromium session")
-}
-
-/// The element with `id`, waiting (bounded) for it to appear.
-async fn by_id(browser: &WebDriver, id: &str) -> WebElement {
-    browser
-        .query(By::Id(id))
-        .first()
-        .await
-        .unwrap_or_else(|e| panic!("no #{id}: {e}"))
-}
-
-async fn fill(browser: &WebDriver, id: &str, value: &str) {
-    let field = by_id(browser, id).await;
-    field.clear().await.unwrap();
-    field.send_keys(value).await.unwrap();
-}
-
-async fn submit(browser: &WebDriver) {
-    browser
-        .query(By::Css("main form button[type=submit]"))
-        .first()
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn click_id(browser: &WebDriver, id: &str) {
-    by_id(browser, id).await.click().await.unwrap();
-}
-
-/// Waits (bounded) for a navigation started by a click to land on a URL ending with `suffix`.
-async fn wait_for_url(browser: &WebDriver, suffix: &str) {
-    for _ in 0..100 {
-        if browser
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .ends_with(suffix)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let url = browser.current_url().await.unwrap();
-    panic!(
-        "expected a page ending with {suffix}, still at {url}: {}",
-        page_text(browser).await
-    );
-}
-
-/// Waits (bounded) until the page shows `needle`.
-async fn wait_for_text(browser: &WebDriver, needle: &str) {
-    wait_for_any_text(browser, &[needle]).await;
-}
-
-/// Waits (bounded) until the page shows one of `needles`; returns which.
-async fn wait_for_any_text(browser: &WebDriver, needles: &[&str]) -> usize {
-    for _ in 0..100 {
-        let text = page_text(browser).await;
-        if let Some(index) = needles.iter().position(|n| text.contains(n)) {
-            return index;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let url = browser.current_url().await.unwrap();
-    panic!(
-        "expected one of {needles:?} at {url}: {}",
-        page_text(browser).await
-    );
-}
-
-async fn page_text(browser: &WebDriver) -> String {
-    match browser.find(By::Tag("body")).await {
-        Ok(body) => body.text().await.unwrap_or_default(),
-        Err(error) => format!("(no page: {error})"),
-    }
-}
 
 /// After a sensitive action: confirms the password if the page asks, then waits for `expected`.
 /// Returns whether the password was asked.
@@ -267,7 +109,7 @@ async fn enable_mfa_sign_in_with_codes_regenerate_and_disable_in_chromium() {
     let app = TestApp::spawn().await;
     let downloads = tempfile::tempdir().unwrap();
     let driver = ChromeDriver::start().await;
-    let browser = browser(&driver, downloads.path()).await;
+    let browser = browser(&driver, Some(downloads.path())).await;
     let result = async {
         // Sign up and sign in with the password alone.
         browser.goto(app.url("/signup")).await?;

@@ -1,6 +1,7 @@
 //! Test support: the server under test and real peers.
 
 pub mod app;
+pub mod browser;
 pub mod mfa;
 pub mod smtp;
 
