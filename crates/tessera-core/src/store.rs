@@ -177,6 +177,25 @@ pub trait Store: Send + Sync + 'static {
     /// The second-factor throttle of a user (zero when never failed).
     async fn second_factor_throttle(&self, user_id: UserId) -> StoreResult<SecondFactorThrottle>;
 
+    /// Everything the second step of sign-in reads, in one consistent read: the challenge
+    /// whose token hashes to `token_hash` (whatever its state), its user, the user's
+    /// second-factor throttle and factors. `None` when no challenge has that hash (or its user
+    /// is gone).
+    async fn second_step_context(
+        &self,
+        token_hash: &TokenHash,
+    ) -> StoreResult<Option<SecondStepContext>>;
+
+    /// Commits a TOTP second step whose code was checked, all or nothing, in this order: the
+    /// account's second step must not be locked (its wrong-code count is cleared), the factor's
+    /// last accepted step must move forward to `step.step` (one conditional `UPDATE`), the
+    /// challenge must still be open (completed here), then the session and its event are
+    /// inserted. The first condition that fails decides the outcome and nothing is written.
+    ///
+    /// The hot path of sign-in: on SQLite, passed steps from many requests share one write
+    /// transaction (group commit), each in its own savepoint.
+    async fn commit_totp_second_step(&self, step: &PassedTotpStep) -> StoreResult<TotpStepOutcome>;
+
     /// Up to `limit` challenges created before `created_before` that were never completed nor
     /// reported, oldest first.
     async fn unreported_challenges(
@@ -194,6 +213,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many sealed secrets are not sealed under `key_id`.
     async fn count_secrets_not_under_key(&self, key_id: u32) -> StoreResult<u64>;
+}
+
+/// What the second step of sign-in reads ([`Store::second_step_context`]).
+#[derive(Debug, Clone)]
+pub struct SecondStepContext {
+    /// The sign-in challenge, whatever its state.
+    pub challenge: Challenge,
+    /// Its user.
+    pub user: User,
+    /// The user's second-factor throttle.
+    pub throttle: SecondFactorThrottle,
+    /// The user's factors, oldest first.
+    pub factors: Vec<Factor>,
+}
+
+/// A TOTP second step whose code was right, to commit ([`Store::commit_totp_second_step`]).
+#[derive(Debug, Clone)]
+pub struct PassedTotpStep {
+    /// The challenge to complete.
+    pub challenge_id: ChallengeId,
+    /// The factor whose code matched.
+    pub factor_id: FactorId,
+    /// The time step the code matched.
+    pub step: u64,
+    /// The session to create.
+    pub session: Session,
+    /// The sign-in event to record.
+    pub event: NewEvent,
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+/// How [`Store::commit_totp_second_step`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpStepOutcome {
+    /// Everything was written.
+    Committed,
+    /// The account's second step is locked until then; nothing was written.
+    Locked {
+        /// When the lock ends.
+        until: OffsetDateTime,
+    },
+    /// The factor already accepted this step or a later one; nothing was written.
+    Replayed,
+    /// The challenge was completed by another request or expired; nothing was written.
+    ChallengeClosed,
 }
 
 /// Where a sealed secret lives, for key rotation.

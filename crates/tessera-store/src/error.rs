@@ -82,3 +82,41 @@ pub(crate) fn map_migrate_error(error: MigrateError) -> StoreError {
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt row: {what}"))
 }
+
+/// Maps an error of the SQLite hot path (`rusqlite`, see `sqlite_hot.rs`) like [`map_error`]:
+/// a unique violation is a conflict, a locked or busy database is unavailable, anything else
+/// is reported by SQLite's message, which describes the statement and never a bound value.
+pub(crate) fn map_sqlite_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let detail = format!(
+                "{} (code {})",
+                message.as_deref().unwrap_or("sqlite error"),
+                failure.extended_code
+            );
+            match failure.code {
+                ErrorCode::ConstraintViolation
+                    if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    StoreError::Conflict("the value is already taken".into())
+                }
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull => StoreError::Unavailable(detail),
+                _ => StoreError::Other(detail),
+            }
+        }
+        rusqlite::Error::FromSqlConversionFailure(index, ..)
+        | rusqlite::Error::InvalidColumnType(index, ..) => {
+            StoreError::Other(format!("cannot decode column {index}"))
+        }
+        rusqlite::Error::IntegralValueOutOfRange(index, _) => {
+            StoreError::Other(format!("column {index} is out of range"))
+        }
+        other => StoreError::Other(format!("sqlite: {other}")),
+    }
+}

@@ -26,16 +26,21 @@
 mod dialect;
 mod error;
 mod rows;
+mod sqlite_hot;
 mod store;
 mod tx;
 
 pub use dialect::Backend;
+pub use sqlite_hot::MAX_GROUP_COMMIT;
 
 use error::{map_error, map_migrate_error};
+use sqlite_hot::SqliteHotPath;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tessera_core::store::{StoreError, StoreResult};
 
@@ -61,6 +66,9 @@ pub struct SqlStore {
     writer: AnyPool,
     /// Reads outside transactions.
     reader: AnyPool,
+    /// The second step of sign-in on an SQLite file (see `sqlite_hot.rs`); `None` on
+    /// PostgreSQL and in memory, where it goes through the pools like everything else.
+    hot: Option<Arc<SqliteHotPath>>,
     backend: Backend,
 }
 
@@ -105,6 +113,7 @@ impl SqlStore {
                 Ok(Self {
                     writer: pool.clone(),
                     reader: pool,
+                    hot: None,
                     backend,
                 })
             }
@@ -130,6 +139,7 @@ impl SqlStore {
                 Ok(Self {
                     writer: pool.clone(),
                     reader: pool,
+                    hot: None,
                     backend,
                 })
             }
@@ -163,9 +173,12 @@ impl SqlStore {
                     .connect(url)
                     .await
                     .map_err(map_error)?;
+                let path = sqlite_file_path(&writer).await?;
+                let hot = SqliteHotPath::open(&path)?;
                 Ok(Self {
                     writer,
                     reader,
+                    hot: Some(Arc::new(hot)),
                     backend,
                 })
             }
@@ -190,9 +203,24 @@ impl SqlStore {
     /// Closes every connection, waiting for checked-out ones to be returned. Further calls
     /// fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
+        if let Some(hot) = &self.hot {
+            hot.close();
+        }
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// The file of the `main` database behind an SQLite pool, as SQLite itself resolved the URL.
+async fn sqlite_file_path(pool: &AnyPool) -> StoreResult<PathBuf> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
+        .fetch_all(pool)
+        .await
+        .map_err(map_error)?;
+    rows.into_iter()
+        .find(|(_, name, file)| name == "main" && !file.is_empty())
+        .map(|(_, _, file)| PathBuf::from(file))
+        .ok_or_else(|| StoreError::Other("the SQLite database has no file".into()))
 }
 
 #[cfg(test)]

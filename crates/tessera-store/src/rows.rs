@@ -15,7 +15,7 @@ use tessera_core::notification::{Channel, Notification, OutboxMessage};
 use tessera_core::session::{Session, SessionState};
 use tessera_core::store::{SealedSecret, SecretOwner};
 use tessera_core::store::{StoreError, StoreResult};
-use tessera_core::throttle::PasswordThrottle;
+use tessera_core::throttle::{PasswordThrottle, SecondFactorThrottle};
 use tessera_core::user::{User, UserCredentials};
 use uuid::Uuid;
 
@@ -47,10 +47,10 @@ pub(crate) use event_columns;
 /// A `users` row without the password hash.
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
-    id: String,
-    email: String,
-    display_name: String,
-    created_at: i64,
+    pub(crate) id: String,
+    pub(crate) email: String,
+    pub(crate) display_name: String,
+    pub(crate) created_at: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -144,16 +144,16 @@ pub(crate) use factor_columns;
 /// A `factors` row.
 #[derive(sqlx::FromRow)]
 pub(crate) struct FactorRow {
-    id: String,
-    user_id: String,
-    kind: String,
-    label: String,
-    secret_sealed: Option<Vec<u8>>,
-    key_id: Option<i64>,
-    last_step: Option<i64>,
-    preferred: i64,
-    created_at: i64,
-    last_used_at: Option<i64>,
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) kind: String,
+    pub(crate) label: String,
+    pub(crate) secret_sealed: Option<Vec<u8>>,
+    pub(crate) key_id: Option<i64>,
+    pub(crate) last_step: Option<i64>,
+    pub(crate) preferred: i64,
+    pub(crate) created_at: i64,
+    pub(crate) last_used_at: Option<i64>,
 }
 
 impl TryFrom<FactorRow> for Factor {
@@ -230,15 +230,15 @@ pub(crate) use challenge_columns;
 /// A `mfa_challenges` row.
 #[derive(sqlx::FromRow)]
 pub(crate) struct ChallengeRow {
-    id: String,
-    token_hash: Vec<u8>,
-    user_id: String,
-    purpose: String,
-    created_at: i64,
-    expires_at: i64,
-    completed_at: Option<i64>,
-    ip: Option<String>,
-    user_agent: Option<String>,
+    pub(crate) id: String,
+    pub(crate) token_hash: Vec<u8>,
+    pub(crate) user_id: String,
+    pub(crate) purpose: String,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+    pub(crate) completed_at: Option<i64>,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 impl TryFrom<ChallengeRow> for Challenge {
@@ -265,6 +265,55 @@ impl TryFrom<ChallengeRow> for Challenge {
 }
 
 /// A sealed secret awaiting re-sealing: `table` is `factor` or `enrollment`.
+/// The second step's joined read: a challenge, its user and the user's second-factor throttle.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ContextRow {
+    id: String,
+    token_hash: Vec<u8>,
+    user_id: String,
+    purpose: String,
+    created_at: i64,
+    expires_at: i64,
+    completed_at: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    email: String,
+    display_name: String,
+    user_created_at: i64,
+    failures: Option<i64>,
+    locked_until: Option<i64>,
+}
+
+impl ContextRow {
+    pub(crate) fn into_parts(self) -> StoreResult<(Challenge, User, SecondFactorThrottle)> {
+        let user = User::try_from(UserRow {
+            id: self.user_id.clone(),
+            email: self.email,
+            display_name: self.display_name,
+            created_at: self.user_created_at,
+        })?;
+        let challenge = Challenge::try_from(ChallengeRow {
+            id: self.id,
+            token_hash: self.token_hash,
+            user_id: self.user_id,
+            purpose: self.purpose,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            completed_at: self.completed_at,
+            ip: self.ip,
+            user_agent: self.user_agent,
+        })?;
+        let throttle = SecondFactorThrottle {
+            failures: count_to_u32(
+                self.failures.unwrap_or(0),
+                "second_factor_throttle.failures",
+            )?,
+            locked_until: self.locked_until.map(from_unix_seconds),
+        };
+        Ok((challenge, user, throttle))
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct SealedSecretRow {
     table_name: String,

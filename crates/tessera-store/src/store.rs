@@ -2,9 +2,9 @@
 
 use crate::error::map_error;
 use crate::rows::{
-    ChallengeRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow, SealedSecretRow,
-    SessionRow, ThrottleRow, UserRow, challenge_columns, enrollment_columns, event_columns,
-    factor_columns, session_columns, user_columns,
+    ChallengeRow, ContextRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow,
+    SealedSecretRow, SessionRow, ThrottleRow, UserRow, challenge_columns, enrollment_columns,
+    event_columns, factor_columns, session_columns, user_columns,
 };
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
@@ -17,7 +17,9 @@ use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, TotpEnrollment};
 use tessera_core::ids::{EnrollmentId, SessionId, UserId};
 use tessera_core::notification::OutboxMessage;
 use tessera_core::session::Session;
-use tessera_core::store::{SealedSecret, Store, StoreResult, StoreTx};
+use tessera_core::store::{
+    PassedTotpStep, SealedSecret, SecondStepContext, Store, StoreResult, StoreTx, TotpStepOutcome,
+};
 use tessera_core::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
 use tessera_core::user::{User, UserCredentials};
 use time::OffsetDateTime;
@@ -381,6 +383,66 @@ impl Store for SqlStore {
             Ok(SecondFactorThrottle::default()),
             SecondFactorThrottle::try_from,
         )
+    }
+
+    async fn second_step_context(
+        &self,
+        token_hash: &TokenHash,
+    ) -> StoreResult<Option<SecondStepContext>> {
+        if let Some(hot) = &self.hot {
+            return hot.second_step_context(token_hash);
+        }
+        let row = sqlx::query_as::<_, ContextRow>(
+            "SELECT c.id, c.token_hash, c.user_id, c.purpose, c.created_at, c.expires_at, \
+             c.completed_at, c.ip, c.user_agent, u.email, u.display_name, \
+             u.created_at AS user_created_at, t.failures, t.locked_until \
+             FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
+             LEFT JOIN second_factor_throttle t ON t.user_id = c.user_id \
+             WHERE c.token_hash = $1",
+        )
+        .bind(&token_hash.0[..])
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (challenge, user, throttle) = row.into_parts()?;
+        let factors = self.factors_of(user.id).await?;
+        Ok(Some(SecondStepContext {
+            challenge,
+            user,
+            throttle,
+            factors,
+        }))
+    }
+
+    async fn commit_totp_second_step(&self, step: &PassedTotpStep) -> StoreResult<TotpStepOutcome> {
+        if let Some(hot) = &self.hot {
+            return hot.commit_totp_second_step(step).await;
+        }
+        let mut tx = SqlTx::new(self.writer.begin().await.map_err(map_error)?);
+        // Dropping `tx` on a refusal rolls everything back.
+        if let Some(until) = tx
+            .clear_second_factor_failures(step.session.user_id)
+            .await?
+            && step.now < until
+        {
+            return Ok(TotpStepOutcome::Locked { until });
+        }
+        if !tx
+            .advance_totp_step(step.factor_id, step.step, step.now)
+            .await?
+        {
+            return Ok(TotpStepOutcome::Replayed);
+        }
+        if !tx.complete_challenge(step.challenge_id, step.now).await? {
+            return Ok(TotpStepOutcome::ChallengeClosed);
+        }
+        tx.insert_session(&step.session).await?;
+        tx.insert_event(&step.event).await?;
+        Box::new(tx).commit().await?;
+        Ok(TotpStepOutcome::Committed)
     }
 
     async fn unreported_challenges(

@@ -140,6 +140,9 @@ store_tests!(
     concurrent_second_factor_failures_stop_at_the_limit,
     sessions_record_their_second_factor,
     secrets_under_an_old_key_are_resealed,
+    second_step_context_reads_challenge_user_throttle_and_factors,
+    passed_totp_steps_commit_all_or_nothing,
+    concurrent_passed_steps_commit_together_and_accept_one_per_time_step,
 );
 
 mod cases {
@@ -155,7 +158,9 @@ mod cases {
     use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
     use tessera_core::notification::{Channel, NewOutboxMessage, Notification};
     use tessera_core::session::{Session, SessionState};
-    use tessera_core::store::{NewUser, SecretOwner, Store, StoreError};
+    use tessera_core::store::{
+        NewUser, PassedTotpStep, SecretOwner, Store, StoreError, TotpStepOutcome,
+    };
     use tessera_core::throttle::{
         MAX_FAILED_SECOND_FACTOR_ATTEMPTS, PasswordThrottle, SECOND_FACTOR_LOCK,
         SecondFactorThrottle, ThrottleKey, lock_after,
@@ -1957,6 +1962,243 @@ mod cases {
             store.totp_enrollment(ann, new_enrollment.id).await.unwrap(),
             Some(new_enrollment)
         );
+    }
+
+    fn passed_step(
+        challenge: &Challenge,
+        factor: &Factor,
+        step: u64,
+        now: OffsetDateTime,
+    ) -> PassedTotpStep {
+        let session = new_session(challenge.user_id, now);
+        PassedTotpStep {
+            challenge_id: challenge.id,
+            factor_id: factor.id,
+            step,
+            event: NewEvent {
+                user_id: challenge.user_id,
+                kind: EventKind::SigninSucceeded,
+                at: now,
+                client: ClientInfo::default(),
+                actor_id: None,
+                details: json!({ "session_id": session.id.to_string() }),
+            },
+            session,
+            now,
+        }
+    }
+
+    async fn commit_step(store: &SqlStore, step: &PassedTotpStep) -> TotpStepOutcome {
+        store.commit_totp_second_step(step).await.unwrap()
+    }
+
+    /// Whether the step's session exists, and how many sign-in events its user has.
+    async fn step_written(store: &SqlStore, step: &PassedTotpStep) -> (bool, usize) {
+        let session = store
+            .session_by_token_hash(&step.session.token_hash)
+            .await
+            .unwrap();
+        let events = store
+            .events_of(step.session.user_id, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::SigninSucceeded.as_str())
+            .count();
+        (session.is_some(), events)
+    }
+
+    pub async fn second_step_context_reads_challenge_user_throttle_and_factors(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let first = totp_factor(ann.id, T0, 1);
+        let second = totp_factor(ann.id, T0 + Duration::minutes(1), 2);
+        let bobs = totp_factor(bob, T0, 3);
+        insert_factors(&store, &[&second, &bobs, &first]).await;
+        let open = challenge(ann.id, T0);
+        insert_challenges(&store, &[&open]).await;
+
+        let unknown = Token::generate().unwrap().hash();
+        assert!(store.second_step_context(&unknown).await.unwrap().is_none());
+
+        let context = store
+            .second_step_context(&open.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(context.challenge, open);
+        assert_eq!(context.user, ann);
+        assert_eq!(context.throttle, SecondFactorThrottle::default());
+        let ids: Vec<FactorId> = context.factors.iter().map(|f| f.id).collect();
+        assert_eq!(ids, [first.id, second.id], "only ann's, oldest first");
+        assert_eq!(context.factors[0].secret_sealed, first.secret_sealed);
+
+        // The throttle is read with it, and a completed challenge is still returned as such.
+        record_failure(&store, ann.id, T0, T0 + SECOND_FACTOR_LOCK).await;
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.complete_challenge(open.id, T0).await.unwrap());
+        tx.commit().await.unwrap();
+        let context = store
+            .second_step_context(&open.token_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(context.throttle.failures, 1);
+        assert_eq!(context.challenge.completed_at, Some(T0));
+    }
+
+    pub async fn passed_totp_steps_commit_all_or_nothing(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let mut factor = totp_factor(ann, T0, 1);
+        factor.last_step = Some(100);
+        insert_factors(&store, &[&factor]).await;
+        let now = T0 + Duration::minutes(1);
+        let last_step = async || store.factors_of(ann).await.unwrap()[0].last_step;
+        let is_open = async |c: &Challenge| {
+            let stored = store.challenge_by_token_hash(&c.token_hash).await.unwrap();
+            stored.unwrap().completed_at.is_none()
+        };
+
+        // A replayed (or older) step: nothing is written, the challenge stays open.
+        let replay_challenge = challenge(ann, T0);
+        insert_challenges(&store, &[&replay_challenge]).await;
+        let replay = passed_step(&replay_challenge, &factor, 100, now);
+        assert_eq!(
+            commit_step(&store, &replay).await,
+            TotpStepOutcome::Replayed
+        );
+        assert_eq!(step_written(&store, &replay).await, (false, 0));
+        assert!(is_open(&replay_challenge).await);
+
+        // A locked second step: nothing is written and the lock stays.
+        let until = now + SECOND_FACTOR_LOCK;
+        for _ in 0..MAX_FAILED_SECOND_FACTOR_ATTEMPTS {
+            record_failure(&store, ann, now, until).await;
+        }
+        let locked = passed_step(&replay_challenge, &factor, 101, now);
+        assert_eq!(
+            commit_step(&store, &locked).await,
+            TotpStepOutcome::Locked { until }
+        );
+        assert_eq!(step_written(&store, &locked).await, (false, 0));
+        assert_eq!(last_step().await, Some(100));
+        assert_eq!(
+            store
+                .second_factor_throttle(ann)
+                .await
+                .unwrap()
+                .locked_until,
+            Some(until)
+        );
+
+        // After the lock: the step, the challenge, the session and the event, and the count is
+        // cleared.
+        let later = until + Duration::seconds(1);
+        let signin_challenge = challenge(ann, until);
+        insert_challenges(&store, &[&signin_challenge]).await;
+        let passed = passed_step(&signin_challenge, &factor, 101, later);
+        assert_eq!(
+            commit_step(&store, &passed).await,
+            TotpStepOutcome::Committed
+        );
+        assert_eq!(step_written(&store, &passed).await, (true, 1));
+        assert_eq!(last_step().await, Some(101));
+        assert!(!is_open(&signin_challenge).await);
+        assert_eq!(
+            store.second_factor_throttle(ann).await.unwrap(),
+            SecondFactorThrottle::default()
+        );
+
+        // A completed or expired challenge: the step does not advance.
+        let again = passed_step(&signin_challenge, &factor, 102, later);
+        assert_eq!(
+            commit_step(&store, &again).await,
+            TotpStepOutcome::ChallengeClosed
+        );
+        let expired_challenge = challenge(ann, T0);
+        insert_challenges(&store, &[&expired_challenge]).await;
+        let expired = passed_step(&expired_challenge, &factor, 102, T0 + CHALLENGE_TTL);
+        assert_eq!(
+            commit_step(&store, &expired).await,
+            TotpStepOutcome::ChallengeClosed
+        );
+        assert_eq!(last_step().await, Some(101));
+        assert_eq!(step_written(&store, &again).await, (false, 1));
+        assert_eq!(step_written(&store, &expired).await, (false, 1));
+
+        // A session that cannot be inserted (its token hash is taken) undoes the whole step.
+        let fresh_challenge = challenge(ann, later);
+        insert_challenges(&store, &[&fresh_challenge]).await;
+        let mut clash = passed_step(&fresh_challenge, &factor, 103, later);
+        clash.session.token_hash = passed.session.token_hash;
+        assert!(matches!(
+            store.commit_totp_second_step(&clash).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(last_step().await, Some(101));
+        assert!(is_open(&fresh_challenge).await);
+    }
+
+    pub async fn concurrent_passed_steps_commit_together_and_accept_one_per_time_step(
+        store: SqlStore,
+    ) {
+        const USERS: usize = 40;
+        const REPLAYS: usize = 20;
+        let mut steps = Vec::new();
+        for n in 0..USERS {
+            let user = insert_user(&store, &format!("user{n}@example.com"))
+                .await
+                .user
+                .id;
+            let factor = totp_factor(user, T0, 1);
+            insert_factors(&store, &[&factor]).await;
+            let open = challenge(user, T0);
+            insert_challenges(&store, &[&open]).await;
+            steps.push(passed_step(&open, &factor, 7, T0));
+        }
+        // One more user signs in from REPLAYS challenges with the same code at once.
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let factor = totp_factor(ann, T0, 1);
+        insert_factors(&store, &[&factor]).await;
+        for _ in 0..REPLAYS {
+            let open = challenge(ann, T0);
+            insert_challenges(&store, &[&open]).await;
+            steps.push(passed_step(&open, &factor, 7, T0));
+        }
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for step in steps.clone() {
+            let store = store.clone();
+            tasks.spawn(async move { (step.session.user_id, commit_step(&store, &step).await) });
+        }
+        let outcomes = tasks.join_all().await;
+        let anns: Vec<TotpStepOutcome> = outcomes
+            .iter()
+            .filter(|(user, _)| *user == ann)
+            .map(|(_, outcome)| *outcome)
+            .collect();
+        let others = outcomes.iter().filter(|(user, _)| *user != ann);
+        assert!(
+            others
+                .clone()
+                .all(|(_, o)| *o == TotpStepOutcome::Committed)
+        );
+        assert_eq!(others.count(), USERS);
+        let committed = anns
+            .iter()
+            .filter(|o| **o == TotpStepOutcome::Committed)
+            .count();
+        assert_eq!(committed, 1, "{anns:?}");
+        assert!(
+            anns.iter()
+                .all(|o| matches!(o, TotpStepOutcome::Committed | TotpStepOutcome::Replayed))
+        );
+        let mut sessions = 0;
+        for step in &steps {
+            sessions += usize::from(step_written(&store, step).await.0);
+        }
+        assert_eq!(sessions, USERS + 1);
+        assert_eq!(store.sessions_of(ann, T0).await.unwrap().len(), 1);
     }
 }
 

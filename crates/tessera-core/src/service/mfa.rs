@@ -30,7 +30,9 @@ use crate::factor::{
 use crate::ids::{ChallengeId, EnrollmentId, FactorId, UserId};
 use crate::notification::{Channel, FactorChange, NewOutboxMessage, Notification};
 use crate::session::{REAUTH_WINDOW, Session};
-use crate::store::{SealedSecret, SecretOwner, StoreTx};
+use crate::store::{
+    PassedTotpStep, SealedSecret, SecondStepContext, SecretOwner, StoreTx, TotpStepOutcome,
+};
 use crate::throttle::{MAX_FAILED_SECOND_FACTOR_ATTEMPTS, SECOND_FACTOR_LOCK};
 use crate::user::User;
 use crate::{Error, Result};
@@ -526,28 +528,25 @@ impl Services {
     ) -> Result<SignedIn> {
         let token = Token::from_client(bounded(challenge_token)?);
         let now = self.clock.now();
-        let Some(challenge) = self
+        let Some(context) = self
             .store
-            .challenge_by_token_hash(&token.hash())
+            .second_step_context(&token.hash())
             .await?
-            .filter(|c| c.is_open(now))
+            .filter(|c| c.challenge.is_open(now))
         else {
             return Err(Error::InvalidCode);
         };
-        let throttle = self.store.second_factor_throttle(challenge.user_id).await?;
-        if let Some(retry_after_secs) = throttle.retry_after(now) {
+        if let Some(retry_after_secs) = context.throttle.retry_after(now) {
             return Err(Error::RateLimited { retry_after_secs });
         }
-        let Some(user) = self.store.user_by_id(challenge.user_id).await? else {
-            return Err(Error::InvalidCode);
-        };
+        let user = &context.user;
         let outcome = match proof {
             SecondFactorProof::Totp { factor_id, code } => {
-                self.second_step_totp(&challenge, &user, factor_id, code, &client, now)
+                self.second_step_totp(&context, factor_id, code, &client, now)
                     .await?
             }
             SecondFactorProof::BackupCode(code) => {
-                self.second_step_backup_code(&challenge, &user, code, &client, now)
+                self.second_step_backup_code(&context.challenge, user, code, &client, now)
                     .await?
             }
         };
@@ -559,10 +558,12 @@ impl Services {
         }
     }
 
+    /// The TOTP second step: the code is checked against the user's authenticator apps here,
+    /// then the store commits the step advance, the challenge and the session in one call
+    /// ([`Store::commit_totp_second_step`](crate::store::Store::commit_totp_second_step)).
     async fn second_step_totp(
         &self,
-        challenge: &Challenge,
-        user: &User,
+        context: &SecondStepContext,
         factor_id: Option<&str>,
         code: &str,
         client: &ClientInfo,
@@ -578,9 +579,10 @@ impl Services {
             },
             None => None,
         };
-        let factors = self.store.factors_of(user.id).await?;
+        let user = &context.user;
         let mut matched = None;
-        for factor in factors
+        for factor in context
+            .factors
             .iter()
             .filter(|f| f.kind == FactorKind::Totp && wanted.is_none_or(|id| id == f.id))
         {
@@ -604,16 +606,41 @@ impl Services {
         let Some((factor, step)) = matched else {
             return Ok(Err("wrong_code"));
         };
-        let mut tx = self.store.begin().await?;
-        self.clear_failures_unless_locked(tx.as_mut(), user.id, now)
-            .await?;
-        if !tx.advance_totp_step(factor.id, step, now).await? {
-            return Ok(Err("replayed_code"));
+        let method = MfaMethod::Totp;
+        let (session, token, event) = self.new_session(
+            user,
+            method.amr_with_password(),
+            Some(method),
+            Some(context.challenge.created_at + REAUTH_WINDOW),
+            client,
+            now,
+        )?;
+        let passed = PassedTotpStep {
+            challenge_id: context.challenge.id,
+            factor_id: factor.id,
+            step,
+            session,
+            event,
+            now,
+        };
+        match self.store.commit_totp_second_step(&passed).await? {
+            TotpStepOutcome::Committed => {}
+            TotpStepOutcome::Locked { until } => {
+                return Err(Error::RateLimited {
+                    retry_after_secs: retry_after_secs(until, now),
+                });
+            }
+            TotpStepOutcome::Replayed => return Ok(Err("replayed_code")),
+            // Another request completed it first: no session, and not a guess to count.
+            TotpStepOutcome::ChallengeClosed => return Err(Error::InvalidCode),
         }
-        let signed_in = self
-            .finish_second_step(tx, challenge, user, MfaMethod::Totp, client, now)
-            .await?;
-        Ok(signed_in)
+        let session = passed.session;
+        tracing::info!(user_id = %user.id, session_id = %session.id, method = method.as_str(), "second step passed");
+        Ok(Ok(SignedIn {
+            session,
+            token,
+            user: user.clone(),
+        }))
     }
 
     async fn second_step_backup_code(
@@ -704,9 +731,8 @@ impl Services {
         if let Some(until) = tx.clear_second_factor_failures(user_id).await?
             && now < until
         {
-            let seconds = (until - now).whole_seconds().max(1);
             return Err(Error::RateLimited {
-                retry_after_secs: u64::try_from(seconds).unwrap_or(1),
+                retry_after_secs: retry_after_secs(until, now),
             });
         }
         Ok(())
@@ -1145,4 +1171,9 @@ fn generate_backup_codes() -> Result<Vec<BackupCode>> {
     (0..BACKUP_CODE_COUNT)
         .map(|_| random_bytes::<BACKUP_CODE_BYTES>().map(BackupCode::from_bytes))
         .collect()
+}
+
+/// Whole seconds from `now` until a lock ends `until`, at least 1 (`Retry-After`).
+fn retry_after_secs(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
+    u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1)
 }

@@ -171,7 +171,9 @@ impl Services {
     /// The one gate: every path that creates a session (password, second factors; admin reset
     /// links and OpenID Connect later) goes through here, inside the caller's transaction —
     /// after [`Services::after_password`] decided nothing more is owed. It issues a fresh
-    /// token, records the sign-in, and returns the session with its token.
+    /// token, records the sign-in, and returns the session with its token. The TOTP second
+    /// step, which the store commits in one call, builds the same rows with
+    /// [`Services::new_session`].
     #[expect(
         clippy::too_many_arguments,
         reason = "every field of a new session is chosen by the caller"
@@ -186,6 +188,24 @@ impl Services {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<(Session, Token)> {
+        let (session, token, event) =
+            self.new_session(user, amr, mfa_method, reauth_until, client, now)?;
+        tx.insert_session(&session).await?;
+        tx.insert_event(&event).await?;
+        Ok((session, token))
+    }
+
+    /// A new full session for `user` with its token and its `signin_succeeded` event, not yet
+    /// stored: what [`Services::issue_session`] inserts.
+    pub(super) fn new_session(
+        &self,
+        user: &User,
+        amr: Vec<String>,
+        mfa_method: Option<MfaMethod>,
+        reauth_until: Option<OffsetDateTime>,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(Session, Token, NewEvent)> {
         let token = Token::generate()?;
         let session = Session {
             id: SessionId::new(),
@@ -201,8 +221,7 @@ impl Services {
             user_agent: client.user_agent.clone(),
             mfa_method,
         };
-        tx.insert_session(&session).await?;
-        tx.insert_event(&NewEvent {
+        let event = NewEvent {
             user_id: user.id,
             kind: EventKind::SigninSucceeded,
             at: now,
@@ -213,8 +232,7 @@ impl Services {
                 "amr": session.amr,
                 "method": mfa_method.map(MfaMethod::as_str),
             }),
-        })
-        .await?;
-        Ok((session, token))
+        };
+        Ok((session, token, event))
     }
 }
