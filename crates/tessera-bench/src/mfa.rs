@@ -624,6 +624,8 @@ fn drive(
             SQLITE_WRITER.to_owned()
         } else if stat.name.starts_with("sqlx-sqlite") {
             SQLITE_READERS.to_owned()
+        } else if stat.name.starts_with(GROUP_COMMIT_THREAD) {
+            SQLITE_GROUP_COMMIT.to_owned()
         } else if stat.name == SERVER_THREAD {
             SERVER_OTHER.to_owned()
         } else if stat.name.starts_with(CLIENT_THREAD) {
@@ -646,6 +648,10 @@ fn drive(
 const WORKERS: &str = "server async workers";
 const SQLITE_WRITER: &str = "server SQLite writer conn.";
 const SQLITE_READERS: &str = "server SQLite reader conns.";
+const SQLITE_GROUP_COMMIT: &str = "server SQLite group commit";
+/// The store's group-commit thread (`tessera-sqlite-commit`) as `/proc` shows it: thread
+/// names are cut to 15 bytes.
+const GROUP_COMMIT_THREAD: &str = "tessera-sqlite-";
 const SERVER_OTHER: &str = "server runtime, blocking";
 const CLIENT: &str = "client (load generator)";
 const OTHER: &str = "other threads of this process";
@@ -688,6 +694,7 @@ fn print_run(run: &Run, cores: usize, postgres: bool) {
             WORKERS => WORKERS,
             SQLITE_WRITER => SQLITE_WRITER,
             SQLITE_READERS => SQLITE_READERS,
+            SQLITE_GROUP_COMMIT => SQLITE_GROUP_COMMIT,
             SERVER_OTHER => SERVER_OTHER,
             CLIENT => CLIENT,
             _ => OTHER,
@@ -696,15 +703,22 @@ fn print_run(run: &Run, cores: usize, postgres: bool) {
     // CPU per successful second step, per group (µs).
     let per = |ns: u64| ns as f64 / 1e3 / ok.len().max(1) as f64;
     let run_ns = |name: &str| groups.get(name).map_or(0, |g| g.run_ns);
-    let server_ns: u64 = [WORKERS, SQLITE_WRITER, SQLITE_READERS, SERVER_OTHER]
-        .iter()
-        .map(|name| run_ns(name))
-        .sum();
+    let server_ns: u64 = [
+        WORKERS,
+        SQLITE_WRITER,
+        SQLITE_READERS,
+        SQLITE_GROUP_COMMIT,
+        SERVER_OTHER,
+    ]
+    .iter()
+    .map(|name| run_ns(name))
+    .sum();
     let mut parts = vec![
         format!(
-            "server {:.0} µs (async workers {:.0}, SQLite writer {:.0}, SQLite readers {:.0})",
+            "server {:.0} µs (async workers {:.0}, SQLite group commit {:.0}, SQLite writer {:.0}, SQLite readers {:.0})",
             per(server_ns),
             per(run_ns(WORKERS)),
+            per(run_ns(SQLITE_GROUP_COMMIT)),
             per(run_ns(SQLITE_WRITER)),
             per(run_ns(SQLITE_READERS))
         ),
@@ -720,18 +734,32 @@ fn print_run(run: &Run, cores: usize, postgres: bool) {
     println!("    CPU per successful second step: {}", parts.join(", "));
     let slices = |name: &str| groups.get(name).map_or(0, |g| g.slices);
     let per_step = |n: u64| n as f64 / ok.len().max(1) as f64;
-    let server_slices: u64 = [WORKERS, SQLITE_WRITER, SQLITE_READERS, SERVER_OTHER]
-        .iter()
-        .map(|name| slices(name))
-        .sum();
+    let server_slices: u64 = [
+        WORKERS,
+        SQLITE_WRITER,
+        SQLITE_READERS,
+        SQLITE_GROUP_COMMIT,
+        SERVER_OTHER,
+    ]
+    .iter()
+    .map(|name| slices(name))
+    .sum();
     println!(
-        "    times a thread was scheduled in, per successful second step: server {:.1} (async workers {:.1}, SQLite writer {:.1}, SQLite readers {:.1}), client {:.1}",
+        "    times a thread was scheduled in, per successful second step: server {:.1} (async workers {:.1}, SQLite group commit {:.1}, SQLite writer {:.1}, SQLite readers {:.1}), client {:.1}",
         per_step(server_slices),
         per_step(slices(WORKERS)),
+        per_step(slices(SQLITE_GROUP_COMMIT)),
         per_step(slices(SQLITE_WRITER)),
         per_step(slices(SQLITE_READERS)),
         per_step(slices(CLIENT))
     );
+    if !postgres && let Some(writer) = groups.get(SQLITE_GROUP_COMMIT) {
+        println!(
+            "    the SQLite group-commit thread was on a CPU {:.0}% of the run and runnable-but-waiting {:.0}% (it writes every TOTP second step: at 100% it is the ceiling)",
+            writer.run_ns as f64 / run.wall.as_nanos().max(1) as f64 * 100.0,
+            writer.wait_ns as f64 / run.wall.as_nanos().max(1) as f64 * 100.0
+        );
+    }
     if !postgres && let Some(writer) = groups.get(SQLITE_WRITER) {
         println!(
             "    the SQLite writer connection's thread was on a CPU {:.0}% of the run and runnable-but-waiting {:.0}% (one writer: at 100% it is the ceiling)",

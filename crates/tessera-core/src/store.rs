@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness constraint refused the change (e.g. the email is taken).
     #[error("conflict: {0}")]

@@ -25,15 +25,18 @@
 
 mod dialect;
 mod error;
+mod postgres_hot;
 mod rows;
 mod sqlite_hot;
 mod store;
 mod tx;
 
 pub use dialect::Backend;
+pub use postgres_hot::MAX_POSTGRES_GROUP_COMMIT;
 pub use sqlite_hot::MAX_GROUP_COMMIT;
 
 use error::{map_error, map_migrate_error};
+use postgres_hot::PostgresGroupCommit;
 use sqlite_hot::SqliteHotPath;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
@@ -69,6 +72,8 @@ pub struct SqlStore {
     /// The second step of sign-in on an SQLite file (see `sqlite_hot.rs`); `None` on
     /// PostgreSQL and in memory, where it goes through the pools like everything else.
     hot: Option<Arc<SqliteHotPath>>,
+    /// The group commit of second steps on PostgreSQL (see `postgres_hot.rs`).
+    pg_commit: Option<Arc<PostgresGroupCommit>>,
     backend: Backend,
 }
 
@@ -112,8 +117,9 @@ impl SqlStore {
                     .map_err(map_error)?;
                 Ok(Self {
                     writer: pool.clone(),
-                    reader: pool,
+                    reader: pool.clone(),
                     hot: None,
+                    pg_commit: Some(Arc::new(PostgresGroupCommit::start(pool))),
                     backend,
                 })
             }
@@ -140,6 +146,7 @@ impl SqlStore {
                     writer: pool.clone(),
                     reader: pool,
                     hot: None,
+                    pg_commit: None,
                     backend,
                 })
             }
@@ -179,6 +186,7 @@ impl SqlStore {
                     writer,
                     reader,
                     hot: Some(Arc::new(hot)),
+                    pg_commit: None,
                     backend,
                 })
             }

@@ -314,6 +314,46 @@ impl ContextRow {
     }
 }
 
+/// A [`ContextRow`] joined with one of the user's factors (none when the user has none): the
+/// one-query second-step read of PostgreSQL and in-memory SQLite.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ContextFactorRow {
+    #[sqlx(flatten)]
+    pub(crate) context: ContextRow,
+    f_id: Option<String>,
+    f_kind: Option<String>,
+    f_label: Option<String>,
+    f_secret_sealed: Option<Vec<u8>>,
+    f_key_id: Option<i64>,
+    f_last_step: Option<i64>,
+    f_preferred: Option<i64>,
+    f_created_at: Option<i64>,
+    f_last_used_at: Option<i64>,
+}
+
+impl ContextFactorRow {
+    /// The joined factor, if the row has one.
+    pub(crate) fn factor(&self) -> StoreResult<Option<Factor>> {
+        let Some(id) = self.f_id.clone() else {
+            return Ok(None);
+        };
+        let missing = || StoreError::Other("second-step read: a factor column is null".into());
+        Factor::try_from(FactorRow {
+            id,
+            user_id: self.context.user_id.clone(),
+            kind: self.f_kind.clone().ok_or_else(missing)?,
+            label: self.f_label.clone().ok_or_else(missing)?,
+            secret_sealed: self.f_secret_sealed.clone(),
+            key_id: self.f_key_id,
+            last_step: self.f_last_step,
+            preferred: self.f_preferred.ok_or_else(missing)?,
+            created_at: self.f_created_at.ok_or_else(missing)?,
+            last_used_at: self.f_last_used_at,
+        })
+        .map(Some)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct SealedSecretRow {
     table_name: String,

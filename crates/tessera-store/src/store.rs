@@ -1,28 +1,34 @@
 //! Reads, single-statement writes and the entry to transactions: [`Store`] for [`SqlStore`].
 
-use crate::error::map_error;
+use crate::error::{map_conflict, map_error};
 use crate::rows::{
-    ChallengeRow, ContextRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow,
+    ChallengeRow, ContextFactorRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow,
     SealedSecretRow, SessionRow, ThrottleRow, UserRow, challenge_columns, enrollment_columns,
     event_columns, factor_columns, session_columns, user_columns,
 };
+use crate::rows::{amr_json, json_text, u64_to_i64};
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
 use async_trait::async_trait;
+use sqlx::AnyPool;
 use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::event::SecurityEvent;
-use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, TotpEnrollment};
+use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, MfaMethod, TotpEnrollment};
 use tessera_core::ids::{EnrollmentId, SessionId, UserId};
 use tessera_core::notification::OutboxMessage;
 use tessera_core::session::Session;
 use tessera_core::store::{
-    PassedTotpStep, SealedSecret, SecondStepContext, Store, StoreResult, StoreTx, TotpStepOutcome,
+    PassedTotpStep, SealedSecret, SecondStepContext, Store, StoreError, StoreResult, StoreTx,
+    TotpStepOutcome,
 };
 use tessera_core::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
 use tessera_core::user::{User, UserCredentials};
 use time::OffsetDateTime;
+
+/// The SQLSTATE `tessera_commit_totp_step` raises when the challenge is no longer open.
+const CHALLENGE_CLOSED: &str = "TS001";
 
 /// The longest delivery error kept in the outbox, in characters.
 const MAX_OUTBOX_ERROR_CHARS: usize = 1000;
@@ -392,23 +398,32 @@ impl Store for SqlStore {
         if let Some(hot) = &self.hot {
             return hot.second_step_context(token_hash);
         }
-        let row = sqlx::query_as::<_, ContextRow>(
+        // One round trip: a row per factor (one row with null factor columns when none).
+        let rows = sqlx::query_as::<_, ContextFactorRow>(
             "SELECT c.id, c.token_hash, c.user_id, c.purpose, c.created_at, c.expires_at, \
              c.completed_at, c.ip, c.user_agent, u.email, u.display_name, \
-             u.created_at AS user_created_at, t.failures, t.locked_until \
+             u.created_at AS user_created_at, t.failures, t.locked_until, \
+             f.id AS f_id, f.kind AS f_kind, f.label AS f_label, \
+             f.secret_sealed AS f_secret_sealed, f.key_id AS f_key_id, \
+             f.last_step AS f_last_step, f.preferred AS f_preferred, \
+             f.created_at AS f_created_at, f.last_used_at AS f_last_used_at \
              FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
              LEFT JOIN second_factor_throttle t ON t.user_id = c.user_id \
-             WHERE c.token_hash = $1",
+             LEFT JOIN factors f ON f.user_id = c.user_id \
+             WHERE c.token_hash = $1 ORDER BY f.created_at, f.id",
         )
         .bind(&token_hash.0[..])
-        .fetch_optional(&self.reader)
+        .fetch_all(&self.reader)
         .await
         .map_err(map_error)?;
-        let Some(row) = row else {
+        let mut factors = Vec::with_capacity(rows.len());
+        for row in &rows {
+            factors.extend(row.factor()?);
+        }
+        let Some(first) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let (challenge, user, throttle) = row.into_parts()?;
-        let factors = self.factors_of(user.id).await?;
+        let (challenge, user, throttle) = first.context.into_parts()?;
         Ok(Some(SecondStepContext {
             challenge,
             user,
@@ -420,6 +435,9 @@ impl Store for SqlStore {
     async fn commit_totp_second_step(&self, step: &PassedTotpStep) -> StoreResult<TotpStepOutcome> {
         if let Some(hot) = &self.hot {
             return hot.commit_totp_second_step(step).await;
+        }
+        if let Some(group) = &self.pg_commit {
+            return group.commit(step).await;
         }
         let mut tx = SqlTx::new(self.writer.begin().await.map_err(map_error)?);
         // Dropping `tx` on a refusal rolls everything back.
@@ -516,5 +534,66 @@ mod tests {
         let long = "é".repeat(MAX_OUTBOX_ERROR_CHARS + 5);
         assert_eq!(truncate(&long).chars().count(), MAX_OUTBOX_ERROR_CHARS);
         assert_eq!(truncate("short"), "short");
+    }
+}
+
+/// [`Store::commit_totp_second_step`] on PostgreSQL: one call of the function
+/// `tessera_commit_totp_step` (migration `0003_second_step.sql`), which checks and writes in
+/// the port's order in one statement, so one round trip instead of seven.
+///
+/// A challenge found closed after the step advanced raises SQLSTATE `TS001`, which rolls the
+/// statement back; it is the outcome [`TotpStepOutcome::ChallengeClosed`], not an error.
+pub(crate) async fn commit_totp_second_step_postgres(
+    pool: &AnyPool,
+    step: &PassedTotpStep,
+) -> StoreResult<TotpStepOutcome> {
+    let session = &step.session;
+    let event = &step.event;
+    let answer = sqlx::query_as::<_, (String, Option<i64>)>(
+        "SELECT outcome, locked_until FROM tessera_commit_totp_step(\
+         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, $19, $20, $21, $22, $23)",
+    )
+    .bind(step.challenge_id.to_string())
+    .bind(step.factor_id.to_string())
+    .bind(u64_to_i64(step.step))
+    .bind(unix_seconds(step.now))
+    .bind(session.id.to_string())
+    .bind(session.user_id.to_string())
+    .bind(&session.token_hash.0[..])
+    .bind(session.state.as_str())
+    .bind(amr_json(&session.amr)?)
+    .bind(unix_seconds(session.created_at))
+    .bind(unix_seconds(session.last_seen_at))
+    .bind(unix_seconds(session.expires_at))
+    .bind(session.reauth_until.map(unix_seconds))
+    .bind(session.ip.as_deref())
+    .bind(session.user_agent.as_deref())
+    .bind(session.mfa_method.map(MfaMethod::as_str))
+    .bind(event.user_id.to_string())
+    .bind(event.kind.as_str())
+    .bind(unix_seconds(event.at))
+    .bind(event.client.ip.as_deref())
+    .bind(event.client.user_agent.as_deref())
+    .bind(event.actor_id.map(|actor| actor.to_string()))
+    .bind(json_text(&event.details)?)
+    .fetch_one(pool)
+    .await;
+    let (outcome, locked_until) = match answer {
+        Ok(answer) => answer,
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(CHALLENGE_CLOSED) => {
+            return Ok(TotpStepOutcome::ChallengeClosed);
+        }
+        Err(error) => return Err(map_conflict("session already exists")(error)),
+    };
+    match (outcome.as_str(), locked_until) {
+        ("committed", _) => Ok(TotpStepOutcome::Committed),
+        ("replayed", _) => Ok(TotpStepOutcome::Replayed),
+        ("locked", Some(until)) => Ok(TotpStepOutcome::Locked {
+            until: from_unix_seconds(until),
+        }),
+        (other, until) => Err(StoreError::Other(format!(
+            "tessera_commit_totp_step answered {other:?} (locked_until {until:?})"
+        ))),
     }
 }
