@@ -1,34 +1,28 @@
 //! Reads, single-statement writes and the entry to transactions: [`Store`] for [`SqlStore`].
 
-use crate::error::{map_conflict, map_error};
+use crate::error::map_error;
 use crate::rows::{
     ChallengeRow, ContextFactorRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow,
     SealedSecretRow, SessionRow, ThrottleRow, UserRow, challenge_columns, enrollment_columns,
     event_columns, factor_columns, session_columns, user_columns,
 };
-use crate::rows::{amr_json, json_text, u64_to_i64};
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
 use async_trait::async_trait;
-use sqlx::AnyPool;
 use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::event::SecurityEvent;
-use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, MfaMethod, TotpEnrollment};
+use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, TotpEnrollment};
 use tessera_core::ids::{EnrollmentId, SessionId, UserId};
 use tessera_core::notification::OutboxMessage;
 use tessera_core::session::Session;
 use tessera_core::store::{
-    PassedTotpStep, SealedSecret, SecondStepContext, Store, StoreError, StoreResult, StoreTx,
-    TotpStepOutcome,
+    PassedTotpStep, SealedSecret, SecondStepContext, Store, StoreResult, StoreTx, TotpStepOutcome,
 };
 use tessera_core::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
 use tessera_core::user::{User, UserCredentials};
 use time::OffsetDateTime;
-
-/// The SQLSTATE `tessera_commit_totp_step` raises when the challenge is no longer open.
-const CHALLENGE_CLOSED: &str = "TS001";
 
 /// The longest delivery error kept in the outbox, in characters.
 const MAX_OUTBOX_ERROR_CHARS: usize = 1000;
@@ -534,66 +528,5 @@ mod tests {
         let long = "é".repeat(MAX_OUTBOX_ERROR_CHARS + 5);
         assert_eq!(truncate(&long).chars().count(), MAX_OUTBOX_ERROR_CHARS);
         assert_eq!(truncate("short"), "short");
-    }
-}
-
-/// [`Store::commit_totp_second_step`] on PostgreSQL: one call of the function
-/// `tessera_commit_totp_step` (migration `0003_second_step.sql`), which checks and writes in
-/// the port's order in one statement, so one round trip instead of seven.
-///
-/// A challenge found closed after the step advanced raises SQLSTATE `TS001`, which rolls the
-/// statement back; it is the outcome [`TotpStepOutcome::ChallengeClosed`], not an error.
-pub(crate) async fn commit_totp_second_step_postgres(
-    pool: &AnyPool,
-    step: &PassedTotpStep,
-) -> StoreResult<TotpStepOutcome> {
-    let session = &step.session;
-    let event = &step.event;
-    let answer = sqlx::query_as::<_, (String, Option<i64>)>(
-        "SELECT outcome, locked_until FROM tessera_commit_totp_step(\
-         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-         $17, $18, $19, $20, $21, $22, $23)",
-    )
-    .bind(step.challenge_id.to_string())
-    .bind(step.factor_id.to_string())
-    .bind(u64_to_i64(step.step))
-    .bind(unix_seconds(step.now))
-    .bind(session.id.to_string())
-    .bind(session.user_id.to_string())
-    .bind(&session.token_hash.0[..])
-    .bind(session.state.as_str())
-    .bind(amr_json(&session.amr)?)
-    .bind(unix_seconds(session.created_at))
-    .bind(unix_seconds(session.last_seen_at))
-    .bind(unix_seconds(session.expires_at))
-    .bind(session.reauth_until.map(unix_seconds))
-    .bind(session.ip.as_deref())
-    .bind(session.user_agent.as_deref())
-    .bind(session.mfa_method.map(MfaMethod::as_str))
-    .bind(event.user_id.to_string())
-    .bind(event.kind.as_str())
-    .bind(unix_seconds(event.at))
-    .bind(event.client.ip.as_deref())
-    .bind(event.client.user_agent.as_deref())
-    .bind(event.actor_id.map(|actor| actor.to_string()))
-    .bind(json_text(&event.details)?)
-    .fetch_one(pool)
-    .await;
-    let (outcome, locked_until) = match answer {
-        Ok(answer) => answer,
-        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(CHALLENGE_CLOSED) => {
-            return Ok(TotpStepOutcome::ChallengeClosed);
-        }
-        Err(error) => return Err(map_conflict("session already exists")(error)),
-    };
-    match (outcome.as_str(), locked_until) {
-        ("committed", _) => Ok(TotpStepOutcome::Committed),
-        ("replayed", _) => Ok(TotpStepOutcome::Replayed),
-        ("locked", Some(until)) => Ok(TotpStepOutcome::Locked {
-            until: from_unix_seconds(until),
-        }),
-        (other, until) => Err(StoreError::Other(format!(
-            "tessera_commit_totp_step answered {other:?} (locked_until {until:?})"
-        ))),
     }
 }
