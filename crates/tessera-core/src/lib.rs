@@ -11,6 +11,7 @@ pub mod factor;
 pub mod ids;
 pub mod notification;
 pub mod password;
+pub mod phone;
 pub mod service;
 pub mod session;
 pub mod store;
