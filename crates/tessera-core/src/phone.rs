@@ -110,9 +110,7 @@ impl Phone {
 /// Masks an international-format number: the country code stays, every later digit but the
 /// last [`VISIBLE_DIGITS`] becomes `•`, and separators become spaces.
 fn mask_international(international: &str) -> String {
-    let (code, rest) = international
-        .split_once(' ')
-        .unwrap_or((international, ""));
+    let (code, rest) = international.split_once(' ').unwrap_or((international, ""));
     let digits = rest.chars().filter(char::is_ascii_digit).count();
     let hidden = digits.saturating_sub(VISIBLE_DIGITS);
     let mut seen = 0;
