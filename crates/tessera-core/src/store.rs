@@ -13,6 +13,7 @@ use crate::event::{NewEvent, SecurityEvent};
 use crate::factor::{BackupCodeStatus, Challenge, Factor, MfaMethod, ReportState, TotpEnrollment};
 use crate::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use crate::notification::{NewOutboxMessage, OutboxMessage};
+use crate::otc::{CodePurpose, IssuedCode, SendCounts};
 use crate::session::Session;
 use crate::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
 use crate::user::{User, UserCredentials};
@@ -168,6 +169,15 @@ pub trait Store: Send + Sync + 'static {
         id: EnrollmentId,
     ) -> StoreResult<Option<TotpEnrollment>>;
 
+    /// The live one-time code of `user_id` for `target` (a factor or enrollment id) and
+    /// `purpose`, whatever its state; `None` when none was sent (or it belongs to another user).
+    async fn code_for(
+        &self,
+        user_id: UserId,
+        target: &str,
+        purpose: CodePurpose,
+    ) -> StoreResult<Option<IssuedCode>>;
+
     /// The challenge whose token hashes to `token_hash`, whatever its state.
     async fn challenge_by_token_hash(
         &self,
@@ -213,6 +223,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many sealed secrets are not sealed under `key_id`.
     async fn count_secrets_not_under_key(&self, key_id: u32) -> StoreResult<u64>;
+}
+
+/// A one-time code to store ([`StoreTx::put_code`]).
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    /// Whose code it is.
+    pub user_id: UserId,
+    /// The factor or enrollment id it was sent for.
+    pub target: String,
+    /// What it was sent for.
+    pub purpose: CodePurpose,
+    /// Its keyed hash ([`crate::otc::code_hash`]).
+    pub hash: [u8; 32],
+    /// When it was sent; it expires [`crate::otc::CODE_TTL`] later.
+    pub created_at: OffsetDateTime,
+}
+
+/// A code sent, as the send limits count it ([`StoreTx::record_code_send`]).
+#[derive(Debug, Clone)]
+pub struct CodeSend {
+    /// The account it was sent for.
+    pub user_id: UserId,
+    /// The factor or enrollment id.
+    pub target: String,
+    /// A keyed hash of the destination (E.164 number or normalized address).
+    pub destination_hash: [u8; 32],
+    /// When.
+    pub sent_at: OffsetDateTime,
 }
 
 /// What the second step of sign-in reads ([`Store::second_step_context`]).
@@ -342,6 +380,45 @@ pub trait StoreTx: Send {
 
     /// Writes a message to the outbox, delivered after commit.
     async fn enqueue(&mut self, message: &NewOutboxMessage) -> StoreResult<()>;
+
+    /// Stores the live code for `code.target` and `code.purpose`, replacing (and so voiding)
+    /// any earlier one: new hash, no tries, unused.
+    async fn put_code(&mut self, code: &NewCode) -> StoreResult<()>;
+
+    /// Records a code sent, for the send limits.
+    async fn record_code_send(&mut self, send: &CodeSend) -> StoreResult<()>;
+
+    /// What the send limits count at `now`, read in this transaction: call
+    /// [`StoreTx::lock_user_mfa`] first, so two sends for one account count each other.
+    async fn send_counts(
+        &mut self,
+        user_id: UserId,
+        target: &str,
+        destination_hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<SendCounts>;
+
+    /// Uses the live code if its hash is `hash` and it is unused, under the try limit and
+    /// unexpired at `now`: one conditional `UPDATE`. `false` (nothing changed) otherwise.
+    async fn use_code(
+        &mut self,
+        user_id: UserId,
+        target: &str,
+        purpose: CodePurpose,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    /// Counts a wrong try on the live code unless it is already used, void or expired (one
+    /// conditional `UPDATE`). Returns the tries after this one, or `None` when no usable code
+    /// was there.
+    async fn count_wrong_code_try(
+        &mut self,
+        user_id: UserId,
+        target: &str,
+        purpose: CodePurpose,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u32>>;
 
     /// Serialises changes to one user's factors and backup codes: takes the user's row lock
     /// (PostgreSQL) or the write lock (SQLite) before anything is read, so two concurrent

@@ -12,6 +12,7 @@ use tessera_core::event::SecurityEvent;
 use tessera_core::factor::{Challenge, Factor, FactorKind, MfaMethod, TotpEnrollment};
 use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use tessera_core::notification::{Channel, Notification, OutboxMessage};
+use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::{Session, SessionState};
 use tessera_core::store::{SealedSecret, SecretOwner};
 use tessera_core::store::{StoreError, StoreResult};
@@ -387,6 +388,38 @@ impl TryFrom<SealedSecretRow> for SealedSecret {
 /// A TOTP step or other `u64` for a BIGINT column (saturating; steps are far below 2^63).
 pub(crate) fn u64_to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A `one_time_codes` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeRow {
+    purpose: String,
+    code_hash: Vec<u8>,
+    created_at: i64,
+    tries: i64,
+    used_at: Option<i64>,
+}
+
+impl TryFrom<CodeRow> for IssuedCode {
+    type Error = StoreError;
+
+    fn try_from(row: CodeRow) -> StoreResult<Self> {
+        let purpose = CodePurpose::parse(&row.purpose).ok_or_else(|| {
+            StoreError::Other(format!(
+                "one_time_codes.purpose {:?} is unknown",
+                row.purpose
+            ))
+        })?;
+        let hash = <[u8; 32]>::try_from(row.code_hash.as_slice())
+            .map_err(|_| StoreError::Other("one_time_codes.code_hash is not 32 bytes".into()))?;
+        Ok(IssuedCode {
+            hash,
+            purpose,
+            created_at: from_unix_seconds(row.created_at),
+            tries: count_to_u32(row.tries, "one_time_codes.tries")?,
+            used_at: row.used_at.map(from_unix_seconds),
+        })
+    }
 }
 
 /// A `password_throttle` row.

@@ -2,9 +2,9 @@
 
 use crate::error::map_error;
 use crate::rows::{
-    ChallengeRow, ContextFactorRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow, OutboxRow,
-    SealedSecretRow, SessionRow, ThrottleRow, UserRow, challenge_columns, enrollment_columns,
-    event_columns, factor_columns, session_columns, user_columns,
+    ChallengeRow, CodeRow, ContextFactorRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow,
+    OutboxRow, SealedSecretRow, SessionRow, ThrottleRow, UserRow, challenge_columns,
+    enrollment_columns, event_columns, factor_columns, session_columns, user_columns,
 };
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
@@ -16,6 +16,7 @@ use tessera_core::event::SecurityEvent;
 use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, TotpEnrollment};
 use tessera_core::ids::{EnrollmentId, SessionId, UserId};
 use tessera_core::notification::OutboxMessage;
+use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::Session;
 use tessera_core::store::{
     PassedTotpStep, SealedSecret, SecondStepContext, Store, StoreResult, StoreTx, TotpStepOutcome,
@@ -455,6 +456,26 @@ impl Store for SqlStore {
         tx.insert_event(&step.event).await?;
         Box::new(tx).commit().await?;
         Ok(TotpStepOutcome::Committed)
+    }
+
+    async fn code_for(
+        &self,
+        user_id: UserId,
+        target: &str,
+        purpose: CodePurpose,
+    ) -> StoreResult<Option<IssuedCode>> {
+        sqlx::query_as::<_, CodeRow>(
+            "SELECT purpose, code_hash, created_at, tries, used_at FROM one_time_codes \
+             WHERE target = $1 AND purpose = $2 AND user_id = $3",
+        )
+        .bind(target)
+        .bind(purpose.as_str())
+        .bind(user_id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(IssuedCode::try_from)
+        .transpose()
     }
 
     async fn unreported_challenges(

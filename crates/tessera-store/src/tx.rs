@@ -15,10 +15,11 @@ use tessera_core::event::NewEvent;
 use tessera_core::factor::{Challenge, Factor, MfaMethod, ReportState, TotpEnrollment};
 use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use tessera_core::notification::NewOutboxMessage;
+use tessera_core::otc::{CODE_TTL, CodePurpose, MAX_CODE_TRIES, SendCounts};
 use tessera_core::session::Session;
-use tessera_core::store::{NewUser, SecretOwner, StoreResult, StoreTx};
+use tessera_core::store::{CodeSend, NewCode, NewUser, SecretOwner, StoreResult, StoreTx};
 use tessera_core::throttle::ThrottleKey;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 /// A transaction on the writer connection (SQLite) or a pooled connection (PostgreSQL).
 pub(crate) struct SqlTx {
@@ -204,6 +205,124 @@ impl StoreTx for SqlTx {
         .await
         .map_err(map_error)?;
         Ok(())
+    }
+
+    async fn put_code(&mut self, code: &NewCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO one_time_codes (target, purpose, user_id, code_hash, created_at, \
+             expires_at, tries, used_at) VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) \
+             ON CONFLICT (target, purpose) DO UPDATE SET user_id = excluded.user_id, \
+             code_hash = excluded.code_hash, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at, tries = 0, used_at = NULL",
+        )
+        .bind(code.target.as_str())
+        .bind(code.purpose.as_str())
+        .bind(code.user_id.to_string())
+        .bind(&code.hash[..])
+        .bind(unix_seconds(code.created_at))
+        .bind(unix_seconds(code.created_at + CODE_TTL))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn record_code_send(&mut self, send: &CodeSend) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO code_sends (user_id, target, destination_hash, sent_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(send.user_id.to_string())
+        .bind(send.target.as_str())
+        .bind(&send.destination_hash[..])
+        .bind(unix_seconds(send.sent_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn send_counts(
+        &mut self,
+        user_id: UserId,
+        target: &str,
+        destination_hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<SendCounts> {
+        let (last_to_target, account, account_oldest, destination, destination_oldest) =
+            sqlx::query_as::<_, (Option<i64>, i64, Option<i64>, i64, Option<i64>)>(
+                "SELECT \
+                 (SELECT MAX(sent_at) FROM code_sends WHERE target = $1), \
+                 (SELECT COUNT(*) FROM code_sends WHERE user_id = $2 AND sent_at > $4), \
+                 (SELECT MIN(sent_at) FROM code_sends WHERE user_id = $2 AND sent_at > $4), \
+                 (SELECT COUNT(*) FROM code_sends WHERE destination_hash = $3 AND sent_at > $5), \
+                 (SELECT MIN(sent_at) FROM code_sends WHERE destination_hash = $3 AND sent_at > $5)",
+            )
+            .bind(target)
+            .bind(user_id.to_string())
+            .bind(&destination_hash[..])
+            .bind(unix_seconds(now - Duration::HOUR))
+            .bind(unix_seconds(now - Duration::DAY))
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(SendCounts {
+            last_to_target: last_to_target.map(from_unix_seconds),
+            account_last_hour: count_to_u32(account, "code_sends per account")?,
+            account_oldest: account_oldest.map(from_unix_seconds),
+            destination_last_day: count_to_u32(destination, "code_sends per destination")?,
+            destination_oldest: destination_oldest.map(from_unix_seconds),
+        })
+    }
+
+    async fn use_code(
+        &mut self,
+        user_id: UserId,
+        target: &str,
+        purpose: CodePurpose,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE one_time_codes SET used_at = $5 \
+             WHERE target = $1 AND purpose = $2 AND user_id = $3 AND code_hash = $4 \
+             AND used_at IS NULL AND tries < $6 AND expires_at > $5",
+        )
+        .bind(target)
+        .bind(purpose.as_str())
+        .bind(user_id.to_string())
+        .bind(&hash[..])
+        .bind(unix_seconds(now))
+        .bind(i64::from(MAX_CODE_TRIES))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn count_wrong_code_try(
+        &mut self,
+        user_id: UserId,
+        target: &str,
+        purpose: CodePurpose,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u32>> {
+        let tries = sqlx::query_scalar::<_, i64>(
+            "UPDATE one_time_codes SET tries = tries + 1 \
+             WHERE target = $1 AND purpose = $2 AND user_id = $3 \
+             AND used_at IS NULL AND tries < $5 AND expires_at > $4 RETURNING tries",
+        )
+        .bind(target)
+        .bind(purpose.as_str())
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .bind(i64::from(MAX_CODE_TRIES))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        tries
+            .map(|tries| count_to_u32(tries, "one_time_codes.tries"))
+            .transpose()
     }
 
     async fn lock_user_mfa(&mut self, user_id: UserId) -> StoreResult<()> {

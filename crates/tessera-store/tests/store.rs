@@ -107,6 +107,9 @@ macro_rules! store_tests {
 }
 
 store_tests!(
+    one_time_codes_are_replaced_used_once_and_voided_by_three_wrong_tries,
+    concurrent_uses_of_one_code_accept_exactly_one,
+    send_counts_cover_the_target_the_account_hour_and_the_destination_day,
     ping_answers,
     migrate_is_idempotent,
     users_are_unique_by_normalized_email,
@@ -157,9 +160,10 @@ mod cases {
     };
     use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
     use tessera_core::notification::{Channel, NewOutboxMessage, Notification};
+    use tessera_core::otc::{CODE_TTL, CodePurpose, MAX_CODE_TRIES};
     use tessera_core::session::{Session, SessionState};
     use tessera_core::store::{
-        NewUser, PassedTotpStep, SecretOwner, Store, StoreError, TotpStepOutcome,
+        CodeSend, NewCode, NewUser, PassedTotpStep, SecretOwner, Store, StoreError, TotpStepOutcome,
     };
     use tessera_core::throttle::{
         MAX_FAILED_SECOND_FACTOR_ATTEMPTS, PasswordThrottle, SECOND_FACTOR_LOCK,
@@ -2199,6 +2203,166 @@ mod cases {
         }
         assert_eq!(sessions, USERS + 1);
         assert_eq!(store.sessions_of(ann, T0).await.unwrap().len(), 1);
+    }
+
+    fn new_code(user_id: UserId, target: &str, purpose: CodePurpose, byte: u8) -> NewCode {
+        NewCode {
+            user_id,
+            target: target.to_owned(),
+            purpose,
+            hash: [byte; 32],
+            created_at: T0,
+        }
+    }
+
+    async fn put_codes(store: &SqlStore, codes: &[NewCode]) {
+        let mut tx = store.begin().await.unwrap();
+        for code in codes {
+            tx.put_code(code).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    async fn use_code(
+        store: &SqlStore,
+        user: UserId,
+        purpose: CodePurpose,
+        byte: u8,
+        now: OffsetDateTime,
+    ) -> bool {
+        let mut tx = store.begin().await.unwrap();
+        let used = tx
+            .use_code(user, "factor-1", purpose, &[byte; 32], now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        used
+    }
+
+    async fn wrong_try(store: &SqlStore, user: UserId, now: OffsetDateTime) -> Option<u32> {
+        let mut tx = store.begin().await.unwrap();
+        let tries = tx
+            .count_wrong_code_try(user, "factor-1", CodePurpose::Signin, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        tries
+    }
+
+    pub async fn one_time_codes_are_replaced_used_once_and_voided_by_three_wrong_tries(
+        store: SqlStore,
+    ) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let signin = CodePurpose::Signin;
+        put_codes(&store, &[new_code(ann, "factor-1", signin, 1)]).await;
+        let stored = store
+            .code_for(ann, "factor-1", signin)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.hash, stored.tries, stored.used_at),
+            ([1; 32], 0, None)
+        );
+        assert_eq!(stored.expires_at(), T0 + CODE_TTL);
+        // Bound to its user and purpose.
+        assert!(
+            store
+                .code_for(bob, "factor-1", signin)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(!use_code(&store, bob, signin, 1, T0).await);
+        assert!(!use_code(&store, ann, CodePurpose::Reauth, 1, T0).await);
+
+        // A new code voids the earlier one.
+        put_codes(&store, &[new_code(ann, "factor-1", signin, 2)]).await;
+        assert!(!use_code(&store, ann, signin, 1, T0).await);
+        // Expired at exactly ten minutes.
+        assert!(!use_code(&store, ann, signin, 2, T0 + CODE_TTL).await);
+        assert!(use_code(&store, ann, signin, 2, T0 + CODE_TTL - Duration::seconds(1)).await);
+        assert!(!use_code(&store, ann, signin, 2, T0).await, "used twice");
+        assert_eq!(
+            wrong_try(&store, ann, T0).await,
+            None,
+            "a used code counts no tries"
+        );
+
+        // Three wrong tries void the code: the right one is refused after them.
+        put_codes(&store, &[new_code(ann, "factor-1", signin, 3)]).await;
+        for expected in 1..=MAX_CODE_TRIES {
+            assert_eq!(wrong_try(&store, ann, T0).await, Some(expected));
+        }
+        assert_eq!(wrong_try(&store, ann, T0).await, None);
+        assert!(!use_code(&store, ann, signin, 3, T0).await);
+        let stored = store
+            .code_for(ann, "factor-1", signin)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.tries, MAX_CODE_TRIES);
+        // Sending again starts afresh.
+        put_codes(&store, &[new_code(ann, "factor-1", signin, 4)]).await;
+        assert!(use_code(&store, ann, signin, 4, T0).await);
+    }
+
+    pub async fn concurrent_uses_of_one_code_accept_exactly_one(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        put_codes(&store, &[new_code(ann, "factor-1", CodePurpose::Signin, 9)]).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..30 {
+            let store = store.clone();
+            tasks.spawn(async move { use_code(&store, ann, CodePurpose::Signin, 9, T0).await });
+        }
+        let used = tasks.join_all().await.into_iter().filter(|u| *u).count();
+        assert_eq!(used, 1);
+    }
+
+    pub async fn send_counts_cover_the_target_the_account_hour_and_the_destination_day(
+        store: SqlStore,
+    ) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let phone = [5u8; 32];
+        let sends = [
+            (ann, "factor-1", T0 - Duration::hours(30)), // older than a day: not counted
+            (bob, "factor-9", T0 - Duration::hours(20)), // another account, same number
+            (ann, "factor-1", T0 - Duration::minutes(90)),
+            (ann, "factor-2", T0 - Duration::minutes(40)),
+            (ann, "factor-1", T0 - Duration::seconds(10)),
+        ];
+        let mut tx = store.begin().await.unwrap();
+        for (user_id, target, sent_at) in sends {
+            tx.record_code_send(&CodeSend {
+                user_id,
+                target: target.into(),
+                destination_hash: phone,
+                sent_at,
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.lock_user_mfa(ann).await.unwrap();
+        let counts = tx.send_counts(ann, "factor-1", &phone, T0).await.unwrap();
+        assert_eq!(counts.last_to_target, Some(T0 - Duration::seconds(10)));
+        assert_eq!(counts.account_last_hour, 2);
+        assert_eq!(counts.account_oldest, Some(T0 - Duration::minutes(40)));
+        assert_eq!(counts.destination_last_day, 4);
+        assert_eq!(counts.destination_oldest, Some(T0 - Duration::hours(20)));
+        let quiet = tx.send_counts(bob, "factor-3", &[6; 32], T0).await.unwrap();
+        assert_eq!(
+            (
+                quiet.last_to_target,
+                quiet.account_last_hour,
+                quiet.destination_last_day
+            ),
+            (None, 0, 0)
+        );
+        tx.commit().await.unwrap();
     }
 }
 
