@@ -120,6 +120,15 @@ pub enum Notification {
         /// With which browser or client.
         user_agent: Option<String>,
     },
+    /// A one-time code for an SMS or email factor. The code travels sealed
+    /// ([`crate::otc::seal_for_outbox`]): the outbox row never holds it in clear, and only
+    /// the delivery worker, which has the key ring, opens it to write the message.
+    OneTimeCode {
+        /// What the code is for: `enrollment`, `signin` or `reauth`.
+        purpose: String,
+        /// The sealed code, base64 (standard, padded).
+        sealed_code: String,
+    },
 }
 
 /// What happened to a factor, for [`Notification::FactorChanged`].

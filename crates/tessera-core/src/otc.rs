@@ -15,8 +15,10 @@
 //! account's second-factor lock), replay (single use), a code leaking from one context into
 //! another (purpose binding), and the database leaking codes (keyed hashes only).
 
-use crate::crypto::{Pepper, constant_time_eq, random_bytes};
+use crate::crypto::{KeyRing, Pepper, constant_time_eq, random_bytes};
 use crate::{Error, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use std::fmt;
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
@@ -111,6 +113,43 @@ impl fmt::Debug for OneTimeCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("OneTimeCode([REDACTED])")
     }
+}
+
+/// The associated data that binds a sealed code to its outbox message.
+fn outbox_aad(recipient: &str, purpose: CodePurpose) -> Vec<u8> {
+    format!("one-time-code|{}|{recipient}", purpose.as_str()).into_bytes()
+}
+
+/// Seals `code` for the outbox message to `recipient` (E.164 number or address) for
+/// `purpose`, as [`crate::notification::Notification::OneTimeCode`] carries it. The associated
+/// data names the recipient and purpose, so a sealed code copied into another message (to
+/// another number, or for another purpose) does not open.
+pub fn seal_for_outbox(
+    keys: &KeyRing,
+    code: &OneTimeCode,
+    recipient: &str,
+    purpose: CodePurpose,
+) -> Result<String> {
+    let sealed = keys.seal(code.expose().as_bytes(), &outbox_aad(recipient, purpose))?;
+    Ok(STANDARD.encode(sealed))
+}
+
+/// Opens a code sealed by [`seal_for_outbox`] for the same recipient and purpose. Fails
+/// closed: anything that does not open, or does not open to 6 digits, is an error.
+pub fn open_from_outbox(
+    keys: &KeyRing,
+    sealed_code: &str,
+    recipient: &str,
+    purpose: CodePurpose,
+) -> Result<Zeroizing<String>> {
+    let fail = || Error::Internal("one-time code: the sealed code does not open".into());
+    let sealed = STANDARD.decode(sealed_code).map_err(|_| fail())?;
+    let opened = Zeroizing::new(keys.open(&sealed, &outbox_aad(recipient, purpose))?);
+    let digits = std::str::from_utf8(&opened).map_err(|_| fail())?;
+    if digits.len() != CODE_DIGITS || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(fail());
+    }
+    Ok(Zeroizing::new(digits.to_owned()))
 }
 
 /// The keyed hash of a code as typed (already normalized by [`normalize_code`]).
@@ -374,6 +413,30 @@ mod tests {
             used.check(&right, CodePurpose::Signin, T0),
             CodeCheck::Unusable
         );
+    }
+
+    #[test]
+    fn sealed_codes_open_only_for_their_recipient_and_purpose() {
+        let keys = KeyRing::generate().unwrap();
+        let code = OneTimeCode::generate().unwrap();
+        let sealed = seal_for_outbox(&keys, &code, "+14155552671", CodePurpose::Signin).unwrap();
+        assert!(!sealed.contains(code.expose()));
+        let opened = open_from_outbox(&keys, &sealed, "+14155552671", CodePurpose::Signin).unwrap();
+        assert_eq!(opened.as_str(), code.expose());
+        assert!(open_from_outbox(&keys, &sealed, "+14155550000", CodePurpose::Signin).is_err());
+        assert!(open_from_outbox(&keys, &sealed, "+14155552671", CodePurpose::Reauth).is_err());
+        let other_keys = KeyRing::generate().unwrap();
+        assert!(
+            open_from_outbox(&other_keys, &sealed, "+14155552671", CodePurpose::Signin).is_err()
+        );
+        assert!(
+            open_from_outbox(&keys, "not base64!", "+14155552671", CodePurpose::Signin).is_err()
+        );
+        let mut tampered = STANDARD.decode(&sealed).unwrap();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let tampered = STANDARD.encode(tampered);
+        assert!(open_from_outbox(&keys, &tampered, "+14155552671", CodePurpose::Signin).is_err());
     }
 
     #[test]

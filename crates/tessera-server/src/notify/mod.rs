@@ -40,7 +40,9 @@ use secrecy::SecretString;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tessera_core::notification::{Channel, OutboxMessage};
+use tessera_core::crypto::KeyRing;
+use tessera_core::notification::{Channel, Notification, OutboxMessage};
+use tessera_core::otc::{CodePurpose, open_from_outbox};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -187,6 +189,31 @@ pub struct Delivery {
     message_id_domain: String,
     email: Arc<dyn EmailTransport>,
     sms: Arc<dyn SmsTransport>,
+    /// The current key ring, to open the sealed codes of one-time-code messages; without it
+    /// they cannot be sent.
+    keys: Option<KeySource>,
+}
+
+/// Where delivery gets the current key ring (it changes when the keys are rotated).
+#[derive(Clone)]
+pub struct KeySource(Arc<dyn Fn() -> Arc<KeyRing> + Send + Sync>);
+
+impl KeySource {
+    /// Asks `current` for the key ring each time a code is opened.
+    pub fn new(current: impl Fn() -> Arc<KeyRing> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(current))
+    }
+
+    /// Always this key ring (tests, tools).
+    pub fn fixed(keys: Arc<KeyRing>) -> Self {
+        Self::new(move || Arc::clone(&keys))
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeySource([REDACTED])")
+    }
 }
 
 impl Delivery {
@@ -229,7 +256,38 @@ impl Delivery {
             message_id_domain,
             email,
             sms,
+            keys: None,
         }
+    }
+
+    /// Gives delivery the instance key ring, to open the codes of one-time-code messages.
+    #[must_use]
+    pub fn with_keys(mut self, keys: KeySource) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Every form of an outbox message. A one-time code is opened here, just before it is
+    /// written into the message, and only for the message's own recipient and purpose; one
+    /// that does not open fails the delivery for good (retrying cannot help, and the user
+    /// asks for a new code).
+    fn render(&self, message: &OutboxMessage) -> Result<Rendered, DeliveryError> {
+        let Notification::OneTimeCode {
+            purpose,
+            sealed_code,
+        } = &message.notification
+        else {
+            return Ok(self.renderer.render(&message.notification)?);
+        };
+        let purpose = CodePurpose::parse(purpose).ok_or_else(|| {
+            DeliveryError::Invalid(format!("unknown one-time code purpose {purpose:?}"))
+        })?;
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            DeliveryError::Invalid("no key ring to open the one-time code".to_owned())
+        })?;
+        let code = open_from_outbox(&(keys.0)(), sealed_code, &message.recipient, purpose)
+            .map_err(|_| DeliveryError::Invalid("the one-time code does not open".to_owned()))?;
+        Ok(self.renderer.one_time_code(&code, purpose)?)
     }
 
     /// The renderer (for previews).
@@ -258,7 +316,7 @@ impl Delivery {
                     outbox_id: message.id,
                     created_at: message.created_at,
                     to: message.recipient.clone(),
-                    body: self.renderer.sms(&message.notification)?,
+                    body: self.render(message)?.sms,
                 };
                 self.sms.send_sms(&sms).await?;
             }
@@ -269,7 +327,7 @@ impl Delivery {
     /// The MIME message for an email outbox row: `multipart/alternative` with the text part
     /// first (the least preferred, per RFC 2046) and the HTML part last.
     pub fn build_email(&self, message: &OutboxMessage) -> Result<OutgoingEmail, DeliveryError> {
-        let rendered = self.renderer.email(&message.notification)?;
+        let rendered = self.render(message)?.email;
         let to: lettre::Address = message.recipient.parse().map_err(|_| {
             DeliveryError::Invalid("the recipient is not an email address".to_owned())
         })?;
@@ -318,8 +376,10 @@ pub fn spawn_outbox_worker(
     state: &AppState,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
+    let services = state.services.clone();
     let delivery = Delivery::from_config(&NotifyConfig::from_settings(&state.settings))
-        .context("cannot set up notification delivery")?;
+        .context("cannot set up notification delivery")?
+        .with_keys(KeySource::new(move || services.key_ring()));
     let metrics = Arc::clone(&state.metrics);
     let worker = OutboxWorker::new(
         Arc::clone(state.services.store()),

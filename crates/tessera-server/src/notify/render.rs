@@ -12,6 +12,7 @@
 
 use askama::Template;
 use tessera_core::notification::{FactorChange, Notification};
+use tessera_core::otc::{CODE_TTL, CodePurpose};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -77,6 +78,25 @@ struct AccountCreatedHtml<'a> {
 struct AccountCreatedText<'a> {
     layout: &'a Layout<'a>,
     email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/one_time_code.html")]
+struct OneTimeCodeHtml<'a> {
+    layout: &'a Layout<'a>,
+    subject: &'a str,
+    what: &'a str,
+    code: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/one_time_code.txt")]
+struct OneTimeCodeText<'a> {
+    layout: &'a Layout<'a>,
+    what: &'a str,
+    code: &'a str,
+    minutes: i64,
 }
 
 #[derive(Template)]
@@ -300,6 +320,47 @@ impl Renderer {
     /// The SMS form of `notification`.
     pub fn sms(&self, notification: &Notification) -> Result<String, RenderError> {
         Ok(self.render(notification)?.sms)
+    }
+
+    /// Every form of a one-time code message (the code opened from
+    /// [`Notification::OneTimeCode`] by the delivery worker): "Your Tessera sign-in code is
+    /// 123456. It expires in 10 minutes." Nothing else secret goes in.
+    pub fn one_time_code(&self, code: &str, purpose: CodePurpose) -> Result<Rendered, RenderError> {
+        let layout = Layout {
+            service: SERVICE_NAME,
+            public_url: &self.public_url,
+            security_url: &self.security_url,
+        };
+        let what = match purpose {
+            CodePurpose::Enrollment => "verification code",
+            CodePurpose::Signin => "sign-in code",
+            CodePurpose::Reauth => "confirmation code",
+        };
+        let minutes = CODE_TTL.whole_minutes();
+        let subject = format!("Your {SERVICE_NAME} {what}");
+        let html = OneTimeCodeHtml {
+            layout: &layout,
+            subject: &subject,
+            what,
+            code,
+            minutes,
+        }
+        .render()?;
+        let text = OneTimeCodeText {
+            layout: &layout,
+            what,
+            code,
+            minutes,
+        }
+        .render()?;
+        Ok(Rendered {
+            email: RenderedEmail {
+                subject,
+                text,
+                html,
+            },
+            sms: format!("Your {SERVICE_NAME} {what} is {code}. It expires in {minutes} minutes."),
+        })
     }
 
     /// Every form of `notification`. The one place that words each kind.

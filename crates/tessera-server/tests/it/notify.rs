@@ -19,11 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tempfile::TempDir;
 use tessera_core::clock::{Clock, FixedClock};
+use tessera_core::crypto::KeyRing;
 use tessera_core::notification::{
     Channel, NewOutboxMessage, Notification, OUTBOX_GIVE_UP_AFTER, OutboxMessage, retry_delay,
 };
+use tessera_core::otc::{CodePurpose, OneTimeCode, seal_for_outbox};
 use tessera_core::store::Store;
-use tessera_server::notify::{Delivery, NotifyConfig, OutboxWorker, PassOutcome};
+use tessera_server::notify::{Delivery, KeySource, NotifyConfig, OutboxWorker, PassOutcome};
 use tessera_store::SqlStore;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -280,6 +282,112 @@ async fn the_sms_webhook_gets_to_and_body_as_json() {
         })]
     );
     assert!(!dir.path().join("outbox").exists());
+}
+
+/// A one-time-code notification as the services enqueue it: the code sealed for its
+/// recipient and purpose.
+fn sealed_code(keys: &KeyRing, code: &OneTimeCode, to: &str, purpose: CodePurpose) -> Notification {
+    Notification::OneTimeCode {
+        purpose: purpose.as_str().into(),
+        sealed_code: seal_for_outbox(keys, code, to, purpose).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn sms_codes_are_opened_only_at_delivery_and_name_the_service_and_purpose() {
+    let webhook = Webhook::start(202).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.sms_webhook_url = secret(webhook.url.clone());
+    let keys = Arc::new(KeyRing::generate().unwrap());
+    let delivery = Delivery::from_config(&config)
+        .unwrap()
+        .with_keys(KeySource::fixed(Arc::clone(&keys)));
+    let code = OneTimeCode::generate().unwrap();
+    let to = "+14155552671";
+    let notification = sealed_code(&keys, &code, to, CodePurpose::Signin);
+    // The outbox payload (what the database holds) does not carry the code.
+    let payload = serde_json::to_string(&notification).unwrap();
+    assert!(!payload.contains(code.expose()), "{payload}");
+
+    delivery
+        .deliver(&outbox_message(11, Channel::Sms, to, notification.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        webhook.bodies(),
+        [serde_json::json!({
+            "to": to,
+            "body": format!("Your Tessera sign-in code is {}. It expires in 10 minutes.", code.expose()),
+        })]
+    );
+
+    // Moved to another number, without the keys, or under other keys: never sent, and
+    // retrying cannot help.
+    let moved = delivery
+        .deliver(&outbox_message(
+            12,
+            Channel::Sms,
+            "+14155550000",
+            notification.clone(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(moved.is_permanent(), "{moved}");
+    let keyless = Delivery::from_config(&config).unwrap();
+    let error = keyless
+        .deliver(&outbox_message(13, Channel::Sms, to, notification.clone()))
+        .await
+        .unwrap_err();
+    assert!(error.is_permanent(), "{error}");
+    let other = Delivery::from_config(&config)
+        .unwrap()
+        .with_keys(KeySource::fixed(Arc::new(KeyRing::generate().unwrap())));
+    assert!(
+        other
+            .deliver(&outbox_message(14, Channel::Sms, to, notification))
+            .await
+            .is_err()
+    );
+    assert_eq!(webhook.bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn email_codes_reach_a_real_smtp_server_with_text_and_html_parts() {
+    let smtp = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.smtp_url = secret(smtp.url());
+    let keys = Arc::new(KeyRing::generate().unwrap());
+    let delivery = Delivery::from_config(&config)
+        .unwrap()
+        .with_keys(KeySource::fixed(Arc::clone(&keys)));
+    let code = OneTimeCode::generate().unwrap();
+    let to = "ann@example.com";
+    delivery
+        .deliver(&outbox_message(
+            15,
+            Channel::Email,
+            to,
+            sealed_code(&keys, &code, to, CodePurpose::Enrollment),
+        ))
+        .await
+        .unwrap();
+    let mail = smtp.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(mail.to, [to]);
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "Your Tessera verification code"
+    );
+    let text = mail.part("text/plain").unwrap();
+    assert!(text.contains(code.expose()), "{text}");
+    assert!(text.contains("expires in 10 minutes"), "{text}");
+    let html = mail.part("text/html").unwrap();
+    assert!(html.contains(code.expose()), "{html}");
+    assert!(
+        html.contains("https://id.example.com/settings/security"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
