@@ -20,12 +20,22 @@ const ENV_KEYS: &[&str] = &[
     "smtp_url",
     "mail_from",
     "sms_webhook_url",
+    "sms_twilio_base_url",
     "signup",
     "client_rate_limit",
     "session_lifetime_minutes",
     "session_idle_timeout_minutes",
     "trusted_proxies",
     "log_format",
+];
+
+/// Environment variables read verbatim, outside figment: figment parses `TESSERA_*` values, so
+/// `+15005550006` would arrive as the number 15005550006 and an all-digit token would lose its
+/// leading zeros.
+const RAW_ENV_KEYS: [&str; 3] = [
+    "TESSERA_SMS_TWILIO_ACCOUNT_SID",
+    "TESSERA_SMS_TWILIO_AUTH_TOKEN",
+    "TESSERA_SMS_TWILIO_FROM",
 ];
 
 /// The longest session lifetime or idle timeout accepted: one year.
@@ -69,6 +79,15 @@ pub struct Settings {
     pub mail_from: String,
     /// SMS webhook URL; `None` writes text messages to the dev outbox.
     pub sms_webhook_url: Option<String>,
+    /// Twilio-compatible SMS: the account SID (with the token and from-number, replaces the
+    /// webhook).
+    pub sms_twilio_account_sid: Option<String>,
+    /// Twilio-compatible SMS: the auth token.
+    pub sms_twilio_auth_token: Option<String>,
+    /// Twilio-compatible SMS: the sending number (E.164) or messaging-service SID.
+    pub sms_twilio_from: Option<String>,
+    /// Twilio-compatible SMS: the API's base URL.
+    pub sms_twilio_base_url: String,
     /// Self-service sign-up.
     pub signup: SignupMode,
     /// Requests per minute per client address on unauthenticated endpoints; 0 turns it off.
@@ -114,6 +133,10 @@ impl Default for Settings {
             smtp_url: None,
             mail_from: "Tessera <tessera@localhost>".into(),
             sms_webhook_url: None,
+            sms_twilio_account_sid: None,
+            sms_twilio_auth_token: None,
+            sms_twilio_from: None,
+            sms_twilio_base_url: crate::notify::TWILIO_BASE_URL.into(),
             signup: SignupMode::Open,
             client_rate_limit: 600,
             session_lifetime_minutes: 12 * 60,
@@ -154,6 +177,13 @@ impl fmt::Debug for Settings {
                 "sms_webhook_url",
                 &self.sms_webhook_url.as_deref().map(redact_url),
             )
+            .field("sms_twilio_account_sid", &self.sms_twilio_account_sid)
+            .field(
+                "sms_twilio_auth_token",
+                &self.sms_twilio_auth_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("sms_twilio_from", &self.sms_twilio_from)
+            .field("sms_twilio_base_url", &self.sms_twilio_base_url)
             .field("signup", &self.signup)
             .field("client_rate_limit", &self.client_rate_limit)
             .field("session_lifetime_minutes", &self.session_lifetime_minutes)
@@ -249,6 +279,12 @@ impl Settings {
             .merge(Serialized::globals(overrides))
             .extract()
             .context("invalid configuration")?;
+        let mut settings = settings;
+        let raw = |key: &str| std::env::var(key).ok();
+        let [sid, token, from] = RAW_ENV_KEYS;
+        settings.sms_twilio_account_sid = raw(sid).or(settings.sms_twilio_account_sid);
+        settings.sms_twilio_auth_token = raw(token).or(settings.sms_twilio_auth_token);
+        settings.sms_twilio_from = raw(from).or(settings.sms_twilio_from);
         settings.validate()?;
         Ok(settings)
     }
@@ -281,6 +317,19 @@ impl Settings {
             if !matches!(parsed.scheme(), "http" | "https") {
                 bail!("sms_webhook_url must be http or https");
             }
+        }
+        let twilio = [
+            self.sms_twilio_account_sid.is_some(),
+            self.sms_twilio_auth_token.is_some(),
+            self.sms_twilio_from.is_some(),
+        ];
+        if twilio.contains(&true) && twilio.contains(&false) {
+            bail!(
+                "Twilio SMS needs all of sms_twilio_account_sid, sms_twilio_auth_token and sms_twilio_from"
+            );
+        }
+        if twilio[0] && self.sms_webhook_url.is_some() {
+            bail!("set either sms_webhook_url or the sms_twilio_* settings, not both");
         }
         Ok(())
     }
@@ -386,6 +435,25 @@ mod tests {
             jail.set_env("TESSERA_SESSION_LIFETIME_MINUTES", "60");
             jail.set_env("TESSERA_SIGNUP", "maybe");
             assert!(Settings::load(None, &Overrides::default()).is_err());
+            jail.set_env("TESSERA_SIGNUP", "open");
+            // Twilio needs its three settings together, and not beside the webhook.
+            jail.set_env("TESSERA_SMS_TWILIO_ACCOUNT_SID", "AC123");
+            let error = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(format!("{error:#}").contains("needs all of"), "{error:#}");
+            jail.set_env("TESSERA_SMS_TWILIO_AUTH_TOKEN", "s3cr3t");
+            jail.set_env("TESSERA_SMS_TWILIO_FROM", "+15005550006");
+            let settings = Settings::load(None, &Overrides::default()).unwrap();
+            assert!(!format!("{settings:?}").contains("s3cr3t"));
+            assert_eq!(settings.sms_twilio_from.as_deref(), Some("+15005550006"));
+            jail.set_env("TESSERA_SMS_TWILIO_AUTH_TOKEN", "0123456789");
+            let settings = Settings::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                settings.sms_twilio_auth_token.as_deref(),
+                Some("0123456789")
+            );
+            jail.set_env("TESSERA_SMS_WEBHOOK_URL", "https://sms.example.com/hook");
+            let error = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(format!("{error:#}").contains("not both"), "{error:#}");
             Ok(())
         });
     }

@@ -19,12 +19,14 @@ mod dev_outbox;
 mod render;
 mod sms;
 mod smtp;
+mod twilio;
 mod worker;
 
 pub use dev_outbox::DevOutbox;
 pub use render::{RenderError, Rendered, RenderedEmail, Renderer, SERVICE_NAME};
 pub use sms::{SMS_WEBHOOK_TIMEOUT, WebhookSms};
 pub use smtp::{SMTP_TIMEOUT, SmtpTransport};
+pub use twilio::{TWILIO_BASE_URL, TWILIO_TIMEOUT, TwilioSettings, TwilioSms};
 pub use worker::{
     DEFAULT_POLL_INTERVAL, DELIVERY_TIMEOUT, OutboxWaker, OutboxWorker, PassHook, PassOutcome,
     WorkerStats, run_outbox_worker,
@@ -63,6 +65,8 @@ pub struct NotifyConfig {
     pub mail_from: String,
     /// `TESSERA_SMS_WEBHOOK_URL`; `None` writes texts to the dev outbox. May hold a token.
     pub sms_webhook_url: Option<SecretString>,
+    /// A Twilio-compatible account (`TESSERA_SMS_TWILIO_*`); used instead of the webhook.
+    pub sms_twilio: Option<TwilioSettings>,
 }
 
 impl NotifyConfig {
@@ -74,6 +78,7 @@ impl NotifyConfig {
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.to_owned(),
             sms_webhook_url: None,
+            sms_twilio: None,
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Debug for NotifyConfig {
                 "sms_webhook_url",
                 &self.sms_webhook_url.as_ref().map(redact_url),
             )
+            .field("sms_twilio", &self.sms_twilio)
             .finish()
     }
 }
@@ -105,6 +111,9 @@ pub enum NotifyError {
     /// `TESSERA_SMS_WEBHOOK_URL` cannot be used (the message never repeats the URL).
     #[error("TESSERA_SMS_WEBHOOK_URL is not usable: {0}")]
     SmsWebhookUrl(String),
+    /// The `TESSERA_SMS_TWILIO_*` settings cannot be used (the message never repeats the token).
+    #[error("the Twilio SMS settings are not usable: {0}")]
+    SmsTwilio(String),
 }
 
 /// A transport's failure, already stripped of URLs and credentials, fit for logs and the
@@ -217,8 +226,9 @@ impl fmt::Debug for KeySource {
 }
 
 impl Delivery {
-    /// Builds the transports the settings ask for: SMTP when `smtp_url` is set, the SMS
-    /// webhook when `sms_webhook_url` is set, the dev outbox for whichever is not. Call it
+    /// Builds the transports the settings ask for: SMTP when `smtp_url` is set; for SMS the
+    /// Twilio-compatible API when `sms_twilio` is set, else the webhook when `sms_webhook_url`
+    /// is; the dev outbox for whichever channel has none. Call it
     /// within the Tokio runtime (the SMTP pool spawns a task).
     pub fn from_config(config: &NotifyConfig) -> Result<Self, NotifyError> {
         let mail_from = parse_mail_from(&config.mail_from)?;
@@ -227,9 +237,10 @@ impl Delivery {
             Some(url) => Arc::new(SmtpTransport::from_url(url)?),
             None => outbox.clone(),
         };
-        let sms: Arc<dyn SmsTransport> = match &config.sms_webhook_url {
-            Some(url) => Arc::new(WebhookSms::new(url)?),
-            None => outbox,
+        let sms: Arc<dyn SmsTransport> = match (&config.sms_twilio, &config.sms_webhook_url) {
+            (Some(twilio), _) => Arc::new(TwilioSms::new(twilio)?),
+            (None, Some(url)) => Arc::new(WebhookSms::new(url)?),
+            (None, None) => outbox,
         };
         Ok(Self::new(
             Renderer::new(&config.public_url),
@@ -365,6 +376,19 @@ impl NotifyConfig {
             smtp_url: settings.smtp_url.clone().map(SecretString::from),
             mail_from: settings.mail_from.clone(),
             sms_webhook_url: settings.sms_webhook_url.clone().map(SecretString::from),
+            sms_twilio: match (
+                &settings.sms_twilio_account_sid,
+                &settings.sms_twilio_auth_token,
+                &settings.sms_twilio_from,
+            ) {
+                (Some(account_sid), Some(auth_token), Some(from)) => Some(TwilioSettings {
+                    account_sid: account_sid.clone(),
+                    auth_token: SecretString::from(auth_token.clone()),
+                    from: from.clone(),
+                    base_url: settings.sms_twilio_base_url.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -443,6 +467,12 @@ mod tests {
             sms_webhook_url: Some(secret(
                 "https://sms.example.com/hook/s3cr3t-path?token=t0ken",
             )),
+            sms_twilio: Some(TwilioSettings {
+                account_sid: "AC123".into(),
+                auth_token: secret("tw1l10-t0ken"),
+                from: "+15005550006".into(),
+                base_url: TWILIO_BASE_URL.into(),
+            }),
         };
         let debug = format!("{config:?}");
         for secret in ["hunter2", "mailer", "t0ken", "s3cr3t-path", "ehlo"] {

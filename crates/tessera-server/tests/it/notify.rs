@@ -25,7 +25,9 @@ use tessera_core::notification::{
 };
 use tessera_core::otc::{CodePurpose, OneTimeCode, seal_for_outbox};
 use tessera_core::store::Store;
-use tessera_server::notify::{Delivery, KeySource, NotifyConfig, OutboxWorker, PassOutcome};
+use tessera_server::notify::{
+    Delivery, KeySource, NotifyConfig, OutboxWorker, PassOutcome, TwilioSettings,
+};
 use tessera_store::SqlStore;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -388,6 +390,126 @@ async fn email_codes_reach_a_real_smtp_server_with_text_and_html_parts() {
         html.contains("https://id.example.com/settings/security"),
         "{html}"
     );
+}
+
+/// What a Twilio-compatible API on 127.0.0.1:0 received: path, `Authorization`, form fields.
+type TwilioRequests = Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
+
+async fn twilio_api(status: u16) -> (String, TwilioRequests) {
+    let requests: TwilioRequests = Arc::default();
+    let seen = Arc::clone(&requests);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              axum::Form(fields): axum::Form<Vec<(String, String)>>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock()
+                    .unwrap()
+                    .push((uri.path().to_owned(), auth, fields));
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    Json(serde_json::json!({"code": 21211, "sid": "SM1"})),
+                )
+            }
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, requests)
+}
+
+fn twilio_settings(base_url: String) -> TwilioSettings {
+    TwilioSettings {
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        auth_token: SecretString::from("tw1l10-s3cr3t".to_owned()),
+        from: "+15005550006".into(),
+        base_url,
+    }
+}
+
+#[tokio::test]
+async fn twilio_gets_the_messages_form_with_basic_auth() {
+    use base64::Engine as _;
+    let (base, requests) = twilio_api(201).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.sms_twilio = Some(twilio_settings(base.clone()));
+    let delivery = Delivery::from_config(&config).unwrap();
+    assert!(
+        delivery.describe().contains("Twilio-compatible API"),
+        "{}",
+        delivery.describe()
+    );
+    assert!(!format!("{delivery:?} {}", delivery.describe()).contains("s3cr3t"));
+
+    delivery
+        .deliver(&outbox_message(
+            21,
+            Channel::Sms,
+            "+14155552671",
+            password_changed(),
+        ))
+        .await
+        .unwrap();
+
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let (path, auth, fields) = &requests[0];
+    assert_eq!(
+        path,
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
+    );
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode("AC0123456789abcdef0123456789abcdef:tw1l10-s3cr3t");
+    assert_eq!(auth, &format!("Basic {expected}"));
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(field("To"), Some("+14155552671"));
+    assert_eq!(field("From"), Some("+15005550006"));
+    assert_eq!(
+        field("Body"),
+        Some(
+            "Tessera: your password was changed. Not you? https://id.example.com/settings/security"
+        )
+    );
+    assert!(!dir.path().join("outbox").exists());
+}
+
+#[tokio::test]
+async fn a_twilio_refusal_is_a_retryable_failure_naming_its_code_not_the_token() {
+    let (base, requests) = twilio_api(400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.sms_twilio = Some(twilio_settings(base));
+    let delivery = Delivery::from_config(&config).unwrap();
+    let error = delivery
+        .deliver(&outbox_message(
+            22,
+            Channel::Sms,
+            "+14155552671",
+            password_changed(),
+        ))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("HTTP 400") && text.contains("21211"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(!error.is_permanent());
+    assert_eq!(requests.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
