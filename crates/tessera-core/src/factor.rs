@@ -71,6 +71,101 @@ impl FactorKind {
     }
 }
 
+/// Every factor kind, in the order settings list them.
+pub const ALL_FACTOR_KINDS: [FactorKind; 4] = [
+    FactorKind::Totp,
+    FactorKind::Sms,
+    FactorKind::Email,
+    FactorKind::Webauthn,
+];
+
+/// Which factor kinds may be enrolled (the instance setting `mfa.allowed_methods`; the
+/// organization policy narrows it further). Never empty. Backup codes are recovery, not a
+/// method, and are always allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedMethods([bool; 4]);
+
+impl AllowedMethods {
+    /// Every kind.
+    pub const ALL: Self = Self([true; 4]);
+
+    /// The set of these kinds; `None` when `kinds` is empty (a policy nobody could satisfy).
+    pub fn of(kinds: &[FactorKind]) -> Option<Self> {
+        let mut set = [false; 4];
+        for kind in kinds {
+            set[Self::index(*kind)] = true;
+        }
+        set.contains(&true).then_some(Self(set))
+    }
+
+    /// Parses method names (`totp`, `sms`, `email`, `webauthn`); the error names what to fix.
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut kinds = Vec::new();
+        for name in names {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            kinds.push(FactorKind::parse(name).ok_or_else(|| {
+                format!("unknown method `{name}`: expected totp, sms, email or webauthn")
+            })?);
+        }
+        Self::of(&kinds).ok_or_else(|| "allowed methods must name at least one method".to_owned())
+    }
+
+    /// Whether `kind` may be enrolled.
+    pub fn allows(self, kind: FactorKind) -> bool {
+        self.0[Self::index(kind)]
+    }
+
+    /// The allowed kinds, in [`ALL_FACTOR_KINDS`] order.
+    pub fn kinds(self) -> Vec<FactorKind> {
+        ALL_FACTOR_KINDS
+            .into_iter()
+            .filter(|kind| self.allows(*kind))
+            .collect()
+    }
+
+    fn index(kind: FactorKind) -> usize {
+        match kind {
+            FactorKind::Totp => 0,
+            FactorKind::Sms => 1,
+            FactorKind::Email => 2,
+            FactorKind::Webauthn => 3,
+        }
+    }
+}
+
+impl Default for AllowedMethods {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl serde::Serialize for AllowedMethods {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.kinds().into_iter().map(FactorKind::as_str))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AllowedMethods {
+    /// A list (`["totp", "sms"]`) or a comma-separated string (`"totp,sms"`, as the
+    /// environment gives it).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let parsed = match Raw::deserialize(deserializer)? {
+            Raw::One(text) => Self::parse(text.split(',')),
+            Raw::Many(items) => Self::parse(items.iter().map(String::as_str)),
+        };
+        parsed.map_err(|why| serde::de::Error::custom(format!("mfa.allowed_methods: {why}")))
+    }
+}
+
 /// How a second step was passed; recorded on the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MfaMethod {

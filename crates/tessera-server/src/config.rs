@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tessera_core::factor::AllowedMethods;
 
 /// Environment variables read into [`Settings`] (without the `TESSERA_` prefix).
 const ENV_KEYS: &[&str] = &[
@@ -113,12 +114,17 @@ pub struct MfaConfig {
     /// Whether users may remove their last factor or turn MFA off; `false` makes MFA
     /// irreversible once on (`mfa.allow_disable`, `TESSERA_MFA_ALLOW_DISABLE`).
     pub allow_disable: bool,
+    /// Which kinds of factor may be enrolled (`mfa.allowed_methods = ["totp", "webauthn"]`,
+    /// `TESSERA_MFA_ALLOWED_METHODS=totp,webauthn`); all by default, never empty.
+    #[serde(default)]
+    pub allowed_methods: AllowedMethods,
 }
 
 impl Default for MfaConfig {
     fn default() -> Self {
         Self {
             allow_disable: true,
+            allowed_methods: AllowedMethods::ALL,
         }
     }
 }
@@ -273,7 +279,7 @@ impl Settings {
             .merge(env)
             .merge(
                 Env::prefixed("TESSERA_MFA_")
-                    .only(&["allow_disable"])
+                    .only(&["allow_disable", "allowed_methods"])
                     .map(|key| format!("mfa.{key}").into()),
             )
             .merge(Serialized::globals(overrides))
@@ -371,6 +377,7 @@ impl Settings {
 mod tests {
     use super::*;
     use figment::Jail;
+    use tessera_core::factor::FactorKind;
 
     #[test]
     fn defaults_match_the_contract() {
@@ -436,6 +443,22 @@ mod tests {
             jail.set_env("TESSERA_SIGNUP", "maybe");
             assert!(Settings::load(None, &Overrides::default()).is_err());
             jail.set_env("TESSERA_SIGNUP", "open");
+            // Allowed methods: names from the environment, never none, never unknown ones.
+            jail.set_env("TESSERA_MFA_ALLOWED_METHODS", "totp, webauthn");
+            let settings = Settings::load(None, &Overrides::default()).unwrap();
+            assert_eq!(
+                settings.mfa.allowed_methods.kinds(),
+                [FactorKind::Totp, FactorKind::Webauthn]
+            );
+            for bad in ["", "totp,carrier-pigeon"] {
+                jail.set_env("TESSERA_MFA_ALLOWED_METHODS", bad);
+                let error = Settings::load(None, &Overrides::default()).unwrap_err();
+                assert!(
+                    format!("{error:#}").contains("allowed_methods"),
+                    "{error:#}"
+                );
+            }
+            jail.set_env("TESSERA_MFA_ALLOWED_METHODS", "totp,sms,email,webauthn");
             // Twilio needs its three settings together, and not beside the webhook.
             jail.set_env("TESSERA_SMS_TWILIO_ACCOUNT_SID", "AC123");
             let error = Settings::load(None, &Overrides::default()).unwrap_err();

@@ -90,6 +90,7 @@ pub async fn services(
         },
         mfa: MfaSettings {
             allow_disable: settings.mfa.allow_disable,
+            allowed_methods: settings.mfa.allowed_methods,
         },
     };
     Ok(Services::new(

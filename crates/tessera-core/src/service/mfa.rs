@@ -22,9 +22,9 @@ use super::{Authenticated, FullSession, Services};
 use crate::crypto::{Token, random_bytes};
 use crate::event::{ClientInfo, EventKind, NewEvent};
 use crate::factor::{
-    BACKUP_CODE_COUNT, BackupCodeStatus, CHALLENGE_PURPOSE_SIGNIN, CHALLENGE_TTL, Challenge,
-    ENROLLMENT_TOTP, ENROLLMENT_TTL, Factor, FactorKind, MAX_ENROLLMENT_ATTEMPTS, MfaMethod,
-    ReportState, TOTP_ISSUER, TotpEnrollment, UNFINISHED_SIGNIN_AFTER,
+    AllowedMethods, BACKUP_CODE_COUNT, BackupCodeStatus, CHALLENGE_PURPOSE_SIGNIN, CHALLENGE_TTL,
+    Challenge, ENROLLMENT_TOTP, ENROLLMENT_TTL, Factor, FactorKind, MAX_ENROLLMENT_ATTEMPTS,
+    MfaMethod, ReportState, TOTP_ISSUER, TotpEnrollment, UNFINISHED_SIGNIN_AFTER,
     UNFINISHED_SIGNIN_REPORT_INTERVAL, backup_code_hash, parse_label, totp_secret_aad,
 };
 use crate::ids::{ChallengeId, EnrollmentId, FactorId, UserId};
@@ -54,12 +54,15 @@ const REPORT_BATCH: u32 = 100;
 pub struct MfaSettings {
     /// Whether users may remove their last factor or disable MFA (`mfa.allow_disable`).
     pub allow_disable: bool,
+    /// Which kinds of factor may be enrolled (`mfa.allowed_methods`).
+    pub allowed_methods: AllowedMethods,
 }
 
 impl Default for MfaSettings {
     fn default() -> Self {
         Self {
             allow_disable: true,
+            allowed_methods: AllowedMethods::ALL,
         }
     }
 }
@@ -284,6 +287,7 @@ impl Services {
 
     /// Starts a TOTP enrollment: a new 160-bit secret, sealed, stored for 15 minutes.
     pub async fn start_totp_enrollment(&self, auth: &FullSession) -> Result<StartedTotpEnrollment> {
+        self.require_method_allowed(FactorKind::Totp)?;
         self.require_reauth(auth)?;
         let now = self.clock.now();
         let secret = Zeroizing::new(random_bytes::<TOTP_SECRET_BYTES>()?);
@@ -304,6 +308,24 @@ impl Services {
         tx.insert_totp_enrollment(&enrollment).await?;
         tx.commit().await?;
         Ok(self.started(auth, enrollment, secret.as_slice()))
+    }
+
+    /// `403 policy_forbids` unless the instance allows enrolling `kind` (`mfa.allowed_methods`).
+    fn require_method_allowed(&self, kind: FactorKind) -> Result<()> {
+        let allowed = self.settings.mfa.allowed_methods;
+        if allowed.allows(kind) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed
+            .kinds()
+            .into_iter()
+            .map(FactorKind::as_str)
+            .collect();
+        Err(Error::PolicyForbids(format!(
+            "this server does not allow {} factors; allowed: {}",
+            kind.as_str(),
+            names.join(", ")
+        )))
     }
 
     /// Shows an unfinished enrollment again (after a wrong code), while it lasts.
@@ -362,6 +384,8 @@ impl Services {
         replace: Option<&str>,
         client: ClientInfo,
     ) -> Result<ConfirmedFactor> {
+        // Checked again here: the setting may have changed since the enrollment started.
+        self.require_method_allowed(FactorKind::Totp)?;
         self.require_reauth(auth)?;
         let label = parse_label(label, "Authenticator app")?;
         let now = self.clock.now();

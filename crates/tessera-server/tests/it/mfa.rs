@@ -885,6 +885,31 @@ async fn regenerated_backup_codes_replace_the_old_ones(kind: Kind) {
 
 on_both_backends!(regenerated_backup_codes_replace_the_old_ones);
 
+/// `mfa.allowed_methods` without `totp`: an authenticator app cannot be enrolled, the refusal
+/// says what is allowed, and nothing is stored.
+async fn authenticator_apps_can_be_disallowed(kind: Kind) {
+    let allowed = tessera_core::factor::AllowedMethods::of(&[
+        tessera_core::factor::FactorKind::Webauthn,
+        tessera_core::factor::FactorKind::Sms,
+    ])
+    .unwrap();
+    let Some(env) = Env::start(kind, TestApp::builder().mfa_allowed_methods(allowed)).await else {
+        return;
+    };
+    let app = &env.app;
+    let (_, token) = app.signed_in_user(ANN).await;
+    let refused = app
+        .post("/api/v1/me/factors/totp", Some(&token), json!({}))
+        .await;
+    let message = assert_error(refused, StatusCode::FORBIDDEN, "policy_forbids").await;
+    assert!(message.contains("allowed: sms, webauthn"), "{message}");
+    let me = app.get_json("/api/v1/me", Some(&token)).await;
+    assert_eq!(me["mfa"]["enabled"], false);
+    env.finish().await;
+}
+
+on_both_backends!(authenticator_apps_can_be_disallowed);
+
 // 8. Disabling ------------------------------------------------------------------------------
 
 /// Turning MFA off removes every factor and code, and the password alone signs in again;

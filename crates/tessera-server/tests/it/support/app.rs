@@ -56,6 +56,11 @@ impl TestAppBuilder {
         self.settings.mfa.allow_disable = allow;
         self
     }
+    /// `mfa.allowed_methods`.
+    pub fn mfa_allowed_methods(mut self, allowed: tessera_core::factor::AllowedMethods) -> Self {
+        self.settings.mfa.allowed_methods = allowed;
+        self
+    }
     pub fn outbox_worker(mut self, on: bool) -> Self {
         self.options.outbox_worker = on;
         self
