@@ -33,11 +33,7 @@ impl WebhookSms {
                 "expected an http:// or https:// URL with a host".to_owned(),
             ));
         }
-        let client = reqwest::Client::builder()
-            .timeout(SMS_WEBHOOK_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = http_client(SMS_WEBHOOK_TIMEOUT)
             .map_err(|error| NotifyError::SmsWebhookUrl(error.without_url().to_string()))?;
         Ok(Self {
             client,
@@ -87,8 +83,18 @@ impl SmsTransport for WebhookSms {
     }
 }
 
+/// The HTTP client of an SMS provider: a whole-request `timeout`, no redirects (a redirect
+/// could carry a one-time code elsewhere), Tessera's user agent.
+pub(super) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The error and its causes, without the URL.
-fn request_error(error: reqwest::Error) -> String {
+pub(super) fn request_error(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {

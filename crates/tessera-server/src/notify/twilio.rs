@@ -8,6 +8,7 @@
 //! error texts) and against a redirect carrying a one-time code elsewhere (redirects are not
 //! followed); a slow provider cannot hold the worker for long ([`TWILIO_TIMEOUT`]).
 
+use super::sms::{http_client, request_error};
 use super::{NotifyError, OutgoingSms, SmsTransport, TransportError};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
@@ -74,11 +75,7 @@ impl TwilioSms {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(bad("the base URL must be http:// or https:// with a host"));
         }
-        let client = reqwest::Client::builder()
-            .timeout(TWILIO_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = http_client(TWILIO_TIMEOUT)
             .map_err(|error| NotifyError::SmsTwilio(error.without_url().to_string()))?;
         Ok(Self {
             client,
@@ -117,16 +114,7 @@ impl SmsTransport for TwilioSms {
             .form(&form)
             .send()
             .await
-            .map_err(|error| {
-                let kind = if error.is_timeout() {
-                    "timed out"
-                } else if error.is_connect() {
-                    "cannot connect"
-                } else {
-                    "request failed"
-                };
-                TransportError(format!("Twilio: {kind}: {}", error.without_url()))
-            })?;
+            .map_err(|error| TransportError(format!("Twilio: {}", request_error(error))))?;
         let status = response.status();
         if status.is_success() {
             tracing::info!(
