@@ -161,6 +161,7 @@ pub fn prepare_accounts(
                 preferred: true,
                 created_at: now - time::Duration::days(29),
                 last_used_at: None,
+                destination: None,
             },
             codes,
         });

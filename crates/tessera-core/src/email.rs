@@ -66,6 +66,14 @@ impl Email {
     pub fn normalized(&self) -> String {
         self.0.to_lowercase()
     }
+
+    /// The address with its local part hidden but for the first character
+    /// (`j•••@example.com`): for labels, pages and emails.
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or((&self.0, ""));
+        let first: String = local.chars().take(1).collect();
+        format!("{first}•••@{domain}")
+    }
 }
 
 impl fmt::Display for Email {
@@ -83,6 +91,13 @@ impl fmt::Debug for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_addresses_keep_the_first_character_and_the_domain() {
+        let email = Email::parse("Jane.Doe@example.com").unwrap();
+        assert_eq!(email.masked(), "J•••@example.com");
+        assert!(!email.masked().contains("ane"));
+    }
 
     #[test]
     fn accepts_ordinary_addresses() {

@@ -173,6 +173,10 @@ pub enum MfaMethod {
     Totp,
     /// A backup code.
     BackupCode,
+    /// A code sent by text message.
+    Sms,
+    /// A code sent by email.
+    Email,
 }
 
 impl MfaMethod {
@@ -181,6 +185,8 @@ impl MfaMethod {
         match self {
             MfaMethod::Totp => "totp",
             MfaMethod::BackupCode => "backup_code",
+            MfaMethod::Sms => "sms",
+            MfaMethod::Email => "email",
         }
     }
 
@@ -189,14 +195,31 @@ impl MfaMethod {
         match value {
             "totp" => Some(MfaMethod::Totp),
             "backup_code" => Some(MfaMethod::BackupCode),
+            "sms" => Some(MfaMethod::Sms),
+            "email" => Some(MfaMethod::Email),
             _ => None,
+        }
+    }
+
+    /// The method that passes a second step with a factor of `kind`, for the kinds that
+    /// receive codes.
+    pub fn for_code_factor(kind: FactorKind) -> Option<Self> {
+        match kind {
+            FactorKind::Sms => Some(MfaMethod::Sms),
+            FactorKind::Email => Some(MfaMethod::Email),
+            FactorKind::Totp | FactorKind::Webauthn => None,
         }
     }
 
     /// RFC 8176 references for a sign-in with the password and this method.
     pub fn amr_with_password(self) -> Vec<String> {
-        // RFC 8176: `otp` covers TOTP and backup (one-time) codes alike.
-        vec!["pwd".into(), "otp".into(), "mfa".into()]
+        // RFC 8176: `otp` covers TOTP, backup (one-time) and emailed codes; `sms` is a code
+        // sent by text message.
+        let second = match self {
+            MfaMethod::Sms => "sms",
+            MfaMethod::Totp | MfaMethod::BackupCode | MfaMethod::Email => "otp",
+        };
+        vec!["pwd".into(), second.into(), "mfa".into()]
     }
 }
 
@@ -223,6 +246,32 @@ pub struct Factor {
     pub created_at: OffsetDateTime,
     /// When it last passed a second step.
     pub last_used_at: Option<OffsetDateTime>,
+    /// Where an SMS or email factor's codes go: the E.164 number or the address.
+    pub destination: Option<String>,
+}
+
+impl Factor {
+    /// Whether codes are sent to it (SMS and email factors).
+    pub fn receives_codes(&self) -> bool {
+        MfaMethod::for_code_factor(self.kind).is_some()
+    }
+
+    /// An SMS or email factor's destination with most of it hidden (`+1 ••• ••• 2671`,
+    /// `j•••@example.com`); `None` for the other kinds.
+    pub fn masked_destination(&self) -> Option<String> {
+        let destination = self.destination.as_deref()?;
+        Some(mask_destination(self.kind, destination))
+    }
+}
+
+/// Masks a stored destination of an SMS or email factor for display.
+pub fn mask_destination(kind: FactorKind, destination: &str) -> String {
+    let masked = match kind {
+        FactorKind::Sms => crate::phone::Phone::parse(None, destination).map(|p| p.masked()),
+        _ => crate::email::Email::parse(destination).map(|e| e.masked()),
+    };
+    // A stored value that no longer parses is still never shown whole.
+    masked.unwrap_or_else(|_| "•••".to_owned())
 }
 
 impl fmt::Debug for Factor {
@@ -239,6 +288,43 @@ impl fmt::Debug for Factor {
             .field("key_id", &self.key_id)
             .field("last_step", &self.last_step)
             .field("preferred", &self.preferred)
+            .field("destination", &self.masked_destination())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An unfinished SMS or email enrollment as stored: the code sent to `destination` must come
+/// back (as a one-time code with target `id` and purpose enrollment) before the factor exists.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContactEnrollment {
+    /// Its id (the API's `enrollment_id`).
+    pub id: EnrollmentId,
+    /// Whose it is.
+    pub user_id: UserId,
+    /// The id the factor will have.
+    pub factor_id: FactorId,
+    /// SMS or email.
+    pub kind: FactorKind,
+    /// The E.164 number or the address being verified.
+    pub destination: String,
+    /// When it was started.
+    pub created_at: OffsetDateTime,
+    /// When it ends.
+    pub expires_at: OffsetDateTime,
+}
+
+impl fmt::Debug for ContactEnrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContactEnrollment")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("factor_id", &self.factor_id)
+            .field("kind", &self.kind)
+            .field(
+                "destination",
+                &mask_destination(self.kind, &self.destination),
+            )
+            .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
 }

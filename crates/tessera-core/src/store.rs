@@ -10,9 +10,11 @@
 
 use crate::crypto::TokenHash;
 use crate::event::{NewEvent, SecurityEvent};
-use crate::factor::{BackupCodeStatus, Challenge, Factor, MfaMethod, ReportState, TotpEnrollment};
+use crate::factor::{
+    BackupCodeStatus, Challenge, ContactEnrollment, Factor, MfaMethod, ReportState, TotpEnrollment,
+};
 use crate::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
-use crate::notification::{NewOutboxMessage, OutboxMessage};
+use crate::notification::{Channel, NewOutboxMessage, OutboxMessage};
 use crate::otc::{CodePurpose, IssuedCode, SendCounts};
 use crate::session::Session;
 use crate::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
@@ -177,6 +179,17 @@ pub trait Store: Send + Sync + 'static {
         target: &str,
         purpose: CodePurpose,
     ) -> StoreResult<Option<IssuedCode>>;
+
+    /// An unfinished SMS or email enrollment of `user_id`, whatever its expiry.
+    async fn contact_enrollment(
+        &self,
+        user_id: UserId,
+        id: EnrollmentId,
+    ) -> StoreResult<Option<ContactEnrollment>>;
+
+    /// Whether messages on `channel` are known to be failing: a message created at or after
+    /// `since` is still unsent after a failed delivery attempt.
+    async fn delivery_failing(&self, channel: Channel, since: OffsetDateTime) -> StoreResult<bool>;
 
     /// The challenge whose token hashes to `token_hash`, whatever its state.
     async fn challenge_by_token_hash(
@@ -424,6 +437,48 @@ pub trait StoreTx: Send {
     /// (PostgreSQL) or the write lock (SQLite) before anything is read, so two concurrent
     /// changes see each other's result instead of deciding from the same stale reads.
     async fn lock_user_mfa(&mut self, user_id: UserId) -> StoreResult<()>;
+
+    /// Stores a new SMS or email enrollment.
+    async fn insert_contact_enrollment(
+        &mut self,
+        enrollment: &ContactEnrollment,
+    ) -> StoreResult<()>;
+
+    /// The unexpired SMS or email enrollment `id` of `user_id`, as this transaction sees it.
+    async fn open_contact_enrollment(
+        &mut self,
+        user_id: UserId,
+        id: EnrollmentId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<ContactEnrollment>>;
+
+    /// Deletes and returns the unexpired SMS or email enrollment `id` of `user_id`; `None`
+    /// when another request took it first, it expired or it is not theirs.
+    async fn take_contact_enrollment(
+        &mut self,
+        user_id: UserId,
+        id: EnrollmentId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<ContactEnrollment>>;
+
+    /// Records that a factor passed a second step at `now`.
+    async fn mark_factor_used(
+        &mut self,
+        factor_id: FactorId,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Renames a factor of `user_id`; `false` when they have no such factor.
+    async fn set_factor_label(
+        &mut self,
+        user_id: UserId,
+        id: FactorId,
+        label: &str,
+    ) -> StoreResult<bool>;
+
+    /// Makes factor `id` the user's only preferred one; `false` (nothing changed) when they
+    /// have no such factor.
+    async fn set_preferred_factor(&mut self, user_id: UserId, id: FactorId) -> StoreResult<bool>;
 
     /// A user's active factors, oldest first, as this transaction sees them.
     async fn factors_of_user(&mut self, user_id: UserId) -> StoreResult<Vec<Factor>>;

@@ -9,7 +9,9 @@ use tessera_core::clock::from_unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::email::Email;
 use tessera_core::event::SecurityEvent;
-use tessera_core::factor::{Challenge, Factor, FactorKind, MfaMethod, TotpEnrollment};
+use tessera_core::factor::{
+    Challenge, ContactEnrollment, Factor, FactorKind, MfaMethod, TotpEnrollment,
+};
 use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use tessera_core::notification::{Channel, Notification, OutboxMessage};
 use tessera_core::otc::{CodePurpose, IssuedCode};
@@ -137,7 +139,7 @@ impl TryFrom<SessionRow> for Session {
 macro_rules! factor_columns {
     () => {
         "id, user_id, kind, label, secret_sealed, key_id, last_step, preferred, created_at, \
-         last_used_at"
+         last_used_at, destination"
     };
 }
 pub(crate) use factor_columns;
@@ -155,6 +157,7 @@ pub(crate) struct FactorRow {
     pub(crate) preferred: i64,
     pub(crate) created_at: i64,
     pub(crate) last_used_at: Option<i64>,
+    pub(crate) destination: Option<String>,
 }
 
 impl TryFrom<FactorRow> for Factor {
@@ -178,6 +181,45 @@ impl TryFrom<FactorRow> for Factor {
             preferred: row.preferred != 0,
             created_at: from_unix_seconds(row.created_at),
             last_used_at: row.last_used_at.map(from_unix_seconds),
+            destination: row.destination,
+        })
+    }
+}
+
+/// The columns of [`ContactEnrollmentRow`], for `SELECT` and `RETURNING` lists.
+macro_rules! contact_enrollment_columns {
+    () => {
+        "id, user_id, factor_id, kind, destination, created_at, expires_at"
+    };
+}
+pub(crate) use contact_enrollment_columns;
+
+/// A `contact_enrollments` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ContactEnrollmentRow {
+    id: String,
+    user_id: String,
+    factor_id: String,
+    kind: String,
+    destination: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<ContactEnrollmentRow> for ContactEnrollment {
+    type Error = StoreError;
+
+    fn try_from(row: ContactEnrollmentRow) -> StoreResult<Self> {
+        Ok(ContactEnrollment {
+            id: EnrollmentId(parse_uuid(&row.id, "contact_enrollments.id")?),
+            user_id: UserId(parse_uuid(&row.user_id, "contact_enrollments.user_id")?),
+            factor_id: FactorId(parse_uuid(&row.factor_id, "contact_enrollments.factor_id")?),
+            kind: FactorKind::parse(&row.kind)
+                .filter(|kind| matches!(kind, FactorKind::Sms | FactorKind::Email))
+                .ok_or_else(|| corrupt("contact_enrollments.kind"))?,
+            destination: row.destination,
+            created_at: from_unix_seconds(row.created_at),
+            expires_at: from_unix_seconds(row.expires_at),
         })
     }
 }
@@ -330,6 +372,7 @@ pub(crate) struct ContextFactorRow {
     f_preferred: Option<i64>,
     f_created_at: Option<i64>,
     f_last_used_at: Option<i64>,
+    f_destination: Option<String>,
 }
 
 impl ContextFactorRow {
@@ -350,6 +393,7 @@ impl ContextFactorRow {
             preferred: self.f_preferred.ok_or_else(missing)?,
             created_at: self.f_created_at.ok_or_else(missing)?,
             last_used_at: self.f_last_used_at,
+            destination: self.f_destination.clone(),
         })
         .map(Some)
     }

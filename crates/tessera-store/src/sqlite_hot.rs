@@ -231,6 +231,7 @@ fn read_context(
                 preferred: row.get(7)?,
                 created_at: row.get(8)?,
                 last_used_at: row.get(9)?,
+                destination: row.get(10)?,
             })
         })
         .map_err(map_sqlite_error)?

@@ -2,9 +2,10 @@
 
 use crate::error::map_error;
 use crate::rows::{
-    ChallengeRow, CodeRow, ContextFactorRow, CredentialsRow, EnrollmentRow, EventRow, FactorRow,
-    OutboxRow, SealedSecretRow, SessionRow, ThrottleRow, UserRow, challenge_columns,
-    enrollment_columns, event_columns, factor_columns, session_columns, user_columns,
+    ChallengeRow, CodeRow, ContactEnrollmentRow, ContextFactorRow, CredentialsRow, EnrollmentRow,
+    EventRow, FactorRow, OutboxRow, SealedSecretRow, SessionRow, ThrottleRow, UserRow,
+    challenge_columns, contact_enrollment_columns, enrollment_columns, event_columns,
+    factor_columns, session_columns, user_columns,
 };
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
@@ -13,9 +14,11 @@ use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
 use tessera_core::crypto::TokenHash;
 use tessera_core::event::SecurityEvent;
-use tessera_core::factor::{BackupCodeStatus, Challenge, Factor, TotpEnrollment};
+use tessera_core::factor::{
+    BackupCodeStatus, Challenge, ContactEnrollment, Factor, TotpEnrollment,
+};
 use tessera_core::ids::{EnrollmentId, SessionId, UserId};
-use tessera_core::notification::OutboxMessage;
+use tessera_core::notification::{Channel, OutboxMessage};
 use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::Session;
 use tessera_core::store::{
@@ -304,7 +307,59 @@ impl Store for SqlStore {
             .execute(&self.writer)
             .await
             .map_err(map_error)?;
-        Ok(enrollments.rows_affected() + challenges.rows_affected())
+        let contact = sqlx::query("DELETE FROM contact_enrollments WHERE expires_at < $1")
+            .bind(unix_seconds(before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        let codes = sqlx::query("DELETE FROM one_time_codes WHERE expires_at < $1")
+            .bind(unix_seconds(before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        // The send limits look back a day at most.
+        let sends = sqlx::query("DELETE FROM code_sends WHERE sent_at < $1")
+            .bind(unix_seconds(before - time::Duration::DAY))
+            .execute(&self.writer)
+            .await
+            .map_err(map_error)?;
+        Ok(enrollments.rows_affected()
+            + challenges.rows_affected()
+            + contact.rows_affected()
+            + codes.rows_affected()
+            + sends.rows_affected())
+    }
+
+    async fn contact_enrollment(
+        &self,
+        user_id: UserId,
+        id: EnrollmentId,
+    ) -> StoreResult<Option<ContactEnrollment>> {
+        sqlx::query_as::<_, ContactEnrollmentRow>(concat!(
+            "SELECT ",
+            contact_enrollment_columns!(),
+            " FROM contact_enrollments WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(ContactEnrollment::try_from)
+        .transpose()
+    }
+
+    async fn delivery_failing(&self, channel: Channel, since: OffsetDateTime) -> StoreResult<bool> {
+        let failing = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM outbox WHERE channel = $1 AND created_at >= $2 \
+             AND status <> 'sent' AND last_error IS NOT NULL",
+        )
+        .bind(channel.as_str())
+        .bind(unix_seconds(since))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_error)?;
+        Ok(failing > 0)
     }
 
     async fn factors_of(&self, user_id: UserId) -> StoreResult<Vec<Factor>> {
@@ -401,7 +456,8 @@ impl Store for SqlStore {
              f.id AS f_id, f.kind AS f_kind, f.label AS f_label, \
              f.secret_sealed AS f_secret_sealed, f.key_id AS f_key_id, \
              f.last_step AS f_last_step, f.preferred AS f_preferred, \
-             f.created_at AS f_created_at, f.last_used_at AS f_last_used_at \
+             f.created_at AS f_created_at, f.last_used_at AS f_last_used_at, \
+             f.destination AS f_destination \
              FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
              LEFT JOIN second_factor_throttle t ON t.user_id = c.user_id \
              LEFT JOIN factors f ON f.user_id = c.user_id \

@@ -4,15 +4,17 @@
 
 use crate::error::{map_conflict, map_error};
 use crate::rows::{
-    EnrollmentRow, FactorRow, amr_json, count_to_u32, enrollment_columns, factor_columns,
-    json_text, notification_json, u64_to_i64,
+    ContactEnrollmentRow, EnrollmentRow, FactorRow, amr_json, contact_enrollment_columns,
+    count_to_u32, enrollment_columns, factor_columns, json_text, notification_json, u64_to_i64,
 };
 use async_trait::async_trait;
 use sqlx::Any;
 use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
 use tessera_core::event::NewEvent;
-use tessera_core::factor::{Challenge, Factor, MfaMethod, ReportState, TotpEnrollment};
+use tessera_core::factor::{
+    Challenge, ContactEnrollment, Factor, MfaMethod, ReportState, TotpEnrollment,
+};
 use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
 use tessera_core::notification::NewOutboxMessage;
 use tessera_core::otc::{CODE_TTL, CodePurpose, MAX_CODE_TRIES, SendCounts};
@@ -337,6 +339,114 @@ impl StoreTx for SqlTx {
         Ok(())
     }
 
+    async fn insert_contact_enrollment(
+        &mut self,
+        enrollment: &ContactEnrollment,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO contact_enrollments (id, user_id, factor_id, kind, destination, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(enrollment.id.to_string())
+        .bind(enrollment.user_id.to_string())
+        .bind(enrollment.factor_id.to_string())
+        .bind(enrollment.kind.as_str())
+        .bind(enrollment.destination.as_str())
+        .bind(unix_seconds(enrollment.created_at))
+        .bind(unix_seconds(enrollment.expires_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_conflict("enrollment already exists"))?;
+        Ok(())
+    }
+
+    async fn open_contact_enrollment(
+        &mut self,
+        user_id: UserId,
+        id: EnrollmentId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<ContactEnrollment>> {
+        sqlx::query_as::<_, ContactEnrollmentRow>(concat!(
+            "SELECT ",
+            contact_enrollment_columns!(),
+            " FROM contact_enrollments WHERE id = $1 AND user_id = $2 AND expires_at > $3"
+        ))
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .map(ContactEnrollment::try_from)
+        .transpose()
+    }
+
+    async fn take_contact_enrollment(
+        &mut self,
+        user_id: UserId,
+        id: EnrollmentId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<ContactEnrollment>> {
+        sqlx::query_as::<_, ContactEnrollmentRow>(concat!(
+            "DELETE FROM contact_enrollments WHERE id = $1 AND user_id = $2 AND expires_at > $3 \
+             RETURNING ",
+            contact_enrollment_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .map(ContactEnrollment::try_from)
+        .transpose()
+    }
+
+    async fn mark_factor_used(
+        &mut self,
+        factor_id: FactorId,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE factors SET last_used_at = $2 WHERE id = $1")
+            .bind(factor_id.to_string())
+            .bind(unix_seconds(now))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn set_factor_label(
+        &mut self,
+        user_id: UserId,
+        id: FactorId,
+        label: &str,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query("UPDATE factors SET label = $3 WHERE id = $1 AND user_id = $2")
+            .bind(id.to_string())
+            .bind(user_id.to_string())
+            .bind(label)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn set_preferred_factor(&mut self, user_id: UserId, id: FactorId) -> StoreResult<bool> {
+        // One statement: the named factor becomes preferred and every other one stops being,
+        // and nothing changes when the user has no such factor.
+        let result = sqlx::query(
+            "UPDATE factors SET preferred = CASE WHEN id = $2 THEN 1 ELSE 0 END \
+             WHERE user_id = $1 AND EXISTS (SELECT 1 FROM factors WHERE id = $2 AND user_id = $1)",
+        )
+        .bind(user_id.to_string())
+        .bind(id.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
     async fn factors_of_user(&mut self, user_id: UserId) -> StoreResult<Vec<Factor>> {
         sqlx::query_as::<_, FactorRow>(concat!(
             "SELECT ",
@@ -418,8 +528,8 @@ impl StoreTx for SqlTx {
     async fn insert_factor(&mut self, factor: &Factor) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO factors (id, user_id, kind, label, secret_sealed, key_id, last_step, \
-             preferred, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             preferred, created_at, last_used_at, destination) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(factor.id.to_string())
         .bind(factor.user_id.to_string())
@@ -431,6 +541,7 @@ impl StoreTx for SqlTx {
         .bind(i64::from(factor.preferred))
         .bind(unix_seconds(factor.created_at))
         .bind(factor.last_used_at.map(unix_seconds))
+        .bind(factor.destination.as_deref())
         .execute(&mut *self.tx)
         .await
         .map_err(map_conflict("factor already exists"))?;

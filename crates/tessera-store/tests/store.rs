@@ -146,6 +146,9 @@ store_tests!(
     second_step_context_reads_challenge_user_throttle_and_factors,
     passed_totp_steps_commit_all_or_nothing,
     concurrent_passed_steps_commit_together_and_accept_one_per_time_step,
+    contact_factors_keep_their_destination_and_enrollments_are_taken_once,
+    exactly_one_factor_is_preferred_and_labels_are_scoped,
+    delivery_is_failing_while_a_recent_message_is_unsent_after_an_error,
 );
 
 mod cases {
@@ -156,7 +159,8 @@ mod cases {
     use tessera_core::event::{ClientInfo, EventKind, NewEvent};
     use tessera_core::factor::{
         BACKUP_CODE_COUNT, BackupCodeStatus, CHALLENGE_PURPOSE_SIGNIN, CHALLENGE_TTL, Challenge,
-        ENROLLMENT_TTL, Factor, FactorKind, MfaMethod, ReportState, TotpEnrollment,
+        ContactEnrollment, ENROLLMENT_TTL, Factor, FactorKind, MfaMethod, ReportState,
+        TotpEnrollment,
     };
     use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
     use tessera_core::notification::{Channel, NewOutboxMessage, Notification};
@@ -1003,6 +1007,7 @@ mod cases {
             preferred: false,
             created_at,
             last_used_at: None,
+            destination: None,
         }
     }
 
@@ -1066,6 +1071,7 @@ mod cases {
             preferred: false,
             created_at: T0 + Duration::minutes(3),
             last_used_at: None,
+            destination: None,
         };
         let bobs = totp_factor(bob, T0, 3);
         // Inserted out of order: the listing is by creation time.
@@ -1871,6 +1877,7 @@ mod cases {
             preferred: false,
             created_at: T0,
             last_used_at: None,
+            destination: None,
         };
         insert_factors(&store, &[&old_factor, &new_factor, &no_secret]).await;
         let old_enrollment = enrollment(bob, T0, 3);
@@ -2363,6 +2370,159 @@ mod cases {
             (None, 0, 0)
         );
         tx.commit().await.unwrap();
+    }
+
+    pub async fn contact_factors_keep_their_destination_and_enrollments_are_taken_once(
+        store: SqlStore,
+    ) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let enrollment = ContactEnrollment {
+            id: EnrollmentId::new(),
+            user_id: ann,
+            factor_id: FactorId::new(),
+            kind: FactorKind::Sms,
+            destination: "+14155552671".into(),
+            created_at: T0,
+            expires_at: T0 + ENROLLMENT_TTL,
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_contact_enrollment(&enrollment).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.contact_enrollment(ann, enrollment.id).await.unwrap(),
+            Some(enrollment.clone())
+        );
+        assert_eq!(
+            store.contact_enrollment(bob, enrollment.id).await.unwrap(),
+            None
+        );
+
+        let mut tx = store.begin().await.unwrap();
+        let at_end = T0 + ENROLLMENT_TTL;
+        assert!(
+            tx.open_contact_enrollment(ann, enrollment.id, at_end)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired at its end"
+        );
+        assert!(
+            tx.take_contact_enrollment(bob, enrollment.id, T0)
+                .await
+                .unwrap()
+                .is_none(),
+            "not bob's"
+        );
+        let taken = tx
+            .take_contact_enrollment(ann, enrollment.id, T0)
+            .await
+            .unwrap();
+        assert_eq!(taken, Some(enrollment.clone()));
+        assert!(
+            tx.take_contact_enrollment(ann, enrollment.id, T0)
+                .await
+                .unwrap()
+                .is_none(),
+            "taken once"
+        );
+        let mut phone = totp_factor(ann, T0, 1);
+        phone.id = enrollment.factor_id;
+        phone.kind = FactorKind::Sms;
+        phone.secret_sealed = None;
+        phone.key_id = None;
+        phone.destination = Some(enrollment.destination.clone());
+        tx.insert_factor(&phone).await.unwrap();
+        tx.mark_factor_used(phone.id, T0 + Duration::minutes(3))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let stored = store.factors_of(ann).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].destination.as_deref(), Some("+14155552671"));
+        assert_eq!(stored[0].last_used_at, Some(T0 + Duration::minutes(3)));
+        assert_eq!(
+            stored[0].masked_destination().as_deref(),
+            Some("+1 ••• ••• 2671")
+        );
+    }
+
+    pub async fn exactly_one_factor_is_preferred_and_labels_are_scoped(store: SqlStore) {
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let mut first = totp_factor(ann, T0, 1);
+        first.preferred = true;
+        let second = totp_factor(ann, T0 + Duration::minutes(1), 2);
+        let third = totp_factor(ann, T0 + Duration::minutes(2), 3);
+        let bobs = totp_factor(bob, T0, 4);
+        insert_factors(&store, &[&first, &second, &third, &bobs]).await;
+
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.set_preferred_factor(ann, third.id).await.unwrap());
+        assert!(
+            !tx.set_preferred_factor(ann, bobs.id).await.unwrap(),
+            "another user's factor changes nothing"
+        );
+        assert!(tx.set_factor_label(ann, second.id, "Tablet").await.unwrap());
+        assert!(!tx.set_factor_label(ann, bobs.id, "Mine now").await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(preferred_labels(&store, ann).await, vec!["Phone 3"]);
+        assert_eq!(preferred_labels(&store, bob).await, Vec::<String>::new());
+        let labels: Vec<String> = store
+            .factors_of(ann)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.label)
+            .collect();
+        assert_eq!(labels, vec!["Phone 1", "Tablet", "Phone 3"]);
+        assert_eq!(store.factors_of(bob).await.unwrap()[0].label, "Phone 4");
+
+        // Removing the preferred one promotes the oldest remaining.
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.delete_factor(ann, third.id).await.unwrap());
+        tx.ensure_preferred_factor(ann).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(preferred_labels(&store, ann).await, vec!["Phone 1"]);
+    }
+
+    pub async fn delivery_is_failing_while_a_recent_message_is_unsent_after_an_error(
+        store: SqlStore,
+    ) {
+        let since = T0 - Duration::minutes(15);
+        let sms = |created_at| NewOutboxMessage {
+            channel: Channel::Sms,
+            recipient: "+14155552671".into(),
+            notification: Notification::AccountCreated {
+                email: "unused@example.com".into(),
+            },
+            created_at,
+        };
+        enqueue(&store, &[sms(T0), message("ann@example.com", T0)]).await;
+        assert!(!store.delivery_failing(Channel::Sms, since).await.unwrap());
+        let lease = Duration::minutes(2);
+        let claimed = store
+            .claim_outbox_message(T0, T0 + lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.channel, Channel::Sms);
+        store
+            .mark_outbox_retry(claimed.id, T0 + Duration::minutes(1), "connection refused")
+            .await
+            .unwrap();
+        assert!(store.delivery_failing(Channel::Sms, since).await.unwrap());
+        assert!(!store.delivery_failing(Channel::Email, since).await.unwrap());
+        // Only recent messages count, and a message sent after its error no longer does.
+        let later = T0 + Duration::minutes(30);
+        assert!(
+            !store
+                .delivery_failing(Channel::Sms, later - Duration::minutes(15))
+                .await
+                .unwrap()
+        );
+        store.mark_outbox_sent(claimed.id, T0).await.unwrap();
+        assert!(!store.delivery_failing(Channel::Sms, since).await.unwrap());
     }
 }
 

@@ -467,6 +467,7 @@ impl Services {
             preferred: first_mfa || replaced_preferred,
             created_at: now,
             last_used_at: None,
+            destination: None,
         };
         tx.insert_factor(&factor).await?;
         tx.ensure_preferred_factor(auth.user.id).await?;
