@@ -35,6 +35,10 @@ pub enum EventKind {
     FactorRemoved,
     /// A factor was replaced by a new one (reset to a new device).
     FactorReplaced,
+    /// A factor was renamed or made the preferred one.
+    FactorUpdated,
+    /// A one-time code was sent by SMS or email.
+    CodeSent,
     /// A new set of backup codes replaced every earlier one.
     BackupCodesGenerated,
     /// A backup code passed a second step.
@@ -68,6 +72,8 @@ impl EventKind {
             EventKind::FactorAdded => "factor_added",
             EventKind::FactorRemoved => "factor_removed",
             EventKind::FactorReplaced => "factor_replaced",
+            EventKind::FactorUpdated => "factor_updated",
+            EventKind::CodeSent => "code_sent",
             EventKind::BackupCodesGenerated => "backup_codes_generated",
             EventKind::BackupCodeUsed => "backup_code_used",
             EventKind::BackupCodesRemoved => "backup_codes_removed",

@@ -77,6 +77,10 @@ pub enum Notification {
         ip: Option<String>,
         /// How many other sessions were signed out.
         sessions_revoked: u64,
+        /// The factor's kind (`totp`, `sms`, `email`); absent in messages written before
+        /// SMS and email factors, which were all authenticator apps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
     },
     /// MFA was turned off: every factor and backup code is gone.
     MfaDisabled {

@@ -130,6 +130,15 @@ pub enum SecondFactorProof<'a> {
     },
     /// A backup code as typed.
     BackupCode(&'a str),
+    /// A code sent by SMS or email.
+    Code {
+        /// [`FactorKind::Sms`] or [`FactorKind::Email`].
+        kind: FactorKind,
+        /// The factor the code was sent to (any of that kind when `None`).
+        factor_id: Option<&'a str>,
+        /// The code as typed.
+        code: &'a str,
+    },
 }
 
 /// The user's MFA state.
@@ -157,7 +166,16 @@ pub struct MfaReset {
     pub backup_codes: u64,
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+/// How a factor is named in emails and pages: its label, with the masked destination of an
+/// SMS or email factor when the label does not already show it.
+pub fn factor_display_label(factor: &Factor) -> String {
+    match factor.masked_destination() {
+        Some(masked) if factor.label != masked => format!("{} ({masked})", factor.label),
+        _ => factor.label.clone(),
+    }
+}
+
+pub(super) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -179,7 +197,7 @@ impl Services {
     }
 
     /// Refuses sensitive changes unless the session's re-auth window is open.
-    fn require_reauth(&self, auth: &Authenticated) -> Result<()> {
+    pub(super) fn require_reauth(&self, auth: &Authenticated) -> Result<()> {
         if auth.session.reauth_open(self.clock.now()) {
             Ok(())
         } else {
@@ -311,7 +329,7 @@ impl Services {
     }
 
     /// `403 policy_forbids` unless the instance allows enrolling `kind` (`mfa.allowed_methods`).
-    fn require_method_allowed(&self, kind: FactorKind) -> Result<()> {
+    pub(super) fn require_method_allowed(&self, kind: FactorKind) -> Result<()> {
         let allowed = self.settings.mfa.allowed_methods;
         if allowed.allows(kind) {
             return Ok(());
@@ -426,35 +444,12 @@ impl Services {
         // MFA lock: concurrent confirmations (several tabs) see each other's result.
         let mut tx = self.store.begin().await?;
         tx.lock_user_mfa(auth.user.id).await?;
-        let existing = tx.factors_of_user(auth.user.id).await?;
-        let replaced = match replace {
-            Some(id) => match existing
-                .iter()
-                .find(|f| f.id == id && f.kind == FactorKind::Totp)
-            {
-                Some(factor) => Some(factor),
-                None => return Err(Error::NotFound),
-            },
-            None => None,
-        };
         if tx
             .take_totp_enrollment(auth.user.id, enrollment.id, now)
             .await?
             .is_none()
         {
             return Err(Error::InvalidCode);
-        }
-        let first_mfa = existing.is_empty();
-        let backup_codes = if first_mfa && tx.unused_backup_codes(auth.user.id).await? == 0 {
-            Some(generate_backup_codes()?)
-        } else {
-            None
-        };
-        let replaced_preferred = replaced.is_some_and(|f| f.preferred);
-        if let Some(replaced) = replaced
-            && !tx.delete_factor(auth.user.id, replaced.id).await?
-        {
-            return Err(Error::NotFound);
         }
         let factor = Factor {
             id: enrollment.factor_id,
@@ -464,11 +459,54 @@ impl Services {
             secret_sealed: Some(enrollment.secret_sealed.clone()),
             key_id: Some(enrollment.key_id),
             last_step: Some(step),
-            preferred: first_mfa || replaced_preferred,
+            preferred: false,
             created_at: now,
             last_used_at: None,
             destination: None,
         };
+        let confirmed = self
+            .activate_factor(tx, auth, factor, replace, client, now)
+            .await?;
+        tracing::info!(user_id = %auth.user.id, factor_id = %confirmed.factor.id, "totp factor confirmed");
+        Ok(confirmed)
+    }
+
+    /// Adds a verified `factor` in `tx` (which holds the user's MFA lock) and commits: with
+    /// `replace`, the named factor of the same kind is removed in the same transaction; at the
+    /// first MFA backup codes are made and the factor is preferred; every other session is
+    /// signed out; the events are recorded and the user is emailed.
+    pub(super) async fn activate_factor(
+        &self,
+        mut tx: Box<dyn StoreTx>,
+        auth: &FullSession,
+        mut factor: Factor,
+        replace: Option<FactorId>,
+        client: ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<ConfirmedFactor> {
+        let existing = tx.factors_of_user(auth.user.id).await?;
+        let replaced = match replace {
+            Some(id) => match existing
+                .iter()
+                .find(|f| f.id == id && f.kind == factor.kind)
+            {
+                Some(factor) => Some(factor),
+                None => return Err(Error::NotFound),
+            },
+            None => None,
+        };
+        let first_mfa = existing.is_empty();
+        let backup_codes = if first_mfa && tx.unused_backup_codes(auth.user.id).await? == 0 {
+            Some(generate_backup_codes()?)
+        } else {
+            None
+        };
+        if let Some(replaced) = replaced
+            && !tx.delete_factor(auth.user.id, replaced.id).await?
+        {
+            return Err(Error::NotFound);
+        }
+        factor.preferred = first_mfa || replaced.is_some_and(|f| f.preferred);
         tx.insert_factor(&factor).await?;
         tx.ensure_preferred_factor(auth.user.id).await?;
         if let Some(codes) = &backup_codes {
@@ -478,7 +516,8 @@ impl Services {
         // Setting up a factor in a session that signed in with a backup code lifts the
         // backup-code lock of that session.
         if auth.session.mfa_method == Some(MfaMethod::BackupCode) {
-            tx.set_session_mfa(auth.session.id, MfaMethod::Totp, &auth.session.amr)
+            let method = MfaMethod::for_code_factor(factor.kind).unwrap_or(MfaMethod::Totp);
+            tx.set_session_mfa(auth.session.id, method, &auth.session.amr)
                 .await?;
         }
         let sessions_revoked = tx
@@ -501,7 +540,7 @@ impl Services {
             kind,
             json!({
                 "factor_id": factor.id.to_string(),
-                "kind": "totp",
+                "kind": factor.kind.as_str(),
                 "replaced_factor_id": replace.map(|id| id.to_string()),
                 "sessions_revoked": sessions_revoked,
             }),
@@ -510,7 +549,7 @@ impl Services {
         if kind == EventKind::MfaEnabled {
             tx.insert_event(&event(
                 EventKind::FactorAdded,
-                json!({ "factor_id": factor.id.to_string(), "kind": "totp" }),
+                json!({ "factor_id": factor.id.to_string(), "kind": factor.kind.as_str() }),
             ))
             .await?;
         }
@@ -526,16 +565,16 @@ impl Services {
             Notification::FactorChanged {
                 display_name: auth.user.display_name.clone(),
                 change,
-                label: factor.label.clone(),
+                label: factor_display_label(&factor),
                 at: rfc3339(now),
                 ip: client.ip.clone(),
                 sessions_revoked,
+                kind: Some(factor.kind.as_str().to_owned()),
             },
             now,
         ))
         .await?;
         tx.commit().await?;
-        tracing::info!(user_id = %auth.user.id, factor_id = %factor.id, "totp factor confirmed");
         Ok(ConfirmedFactor {
             factor,
             backup_codes,
@@ -572,6 +611,14 @@ impl Services {
             }
             SecondFactorProof::BackupCode(code) => {
                 self.second_step_backup_code(&context.challenge, user, code, &client, now)
+                    .await?
+            }
+            SecondFactorProof::Code {
+                kind,
+                factor_id,
+                code,
+            } => {
+                self.second_step_code(&context, kind, factor_id, code, &client, now)
                     .await?
             }
         };
@@ -711,7 +758,7 @@ impl Services {
     }
 
     /// Completes the challenge and issues the session in `tx`, then commits.
-    async fn finish_second_step(
+    pub(super) async fn finish_second_step(
         &self,
         mut tx: Box<dyn StoreTx>,
         challenge: &Challenge,
@@ -747,7 +794,7 @@ impl Services {
     /// Clears the account's wrong-code count in `tx`; if the second step is locked (a
     /// parallel request just locked it), refuses — the transaction is dropped, so nothing
     /// changes.
-    async fn clear_failures_unless_locked(
+    pub(super) async fn clear_failures_unless_locked(
         &self,
         tx: &mut dyn StoreTx,
         user_id: UserId,
@@ -927,10 +974,11 @@ impl Services {
             Notification::FactorChanged {
                 display_name: auth.user.display_name.clone(),
                 change: FactorChange::Removed,
-                label: factor.label.clone(),
+                label: factor_display_label(factor),
                 at: rfc3339(now),
                 ip: client.ip,
                 sessions_revoked: 0,
+                kind: Some(factor.kind.as_str().to_owned()),
             },
             now,
         ))
@@ -1184,7 +1232,7 @@ pub(super) enum AfterPassword {
     Challenge(MfaChallenge),
 }
 
-fn bounded(input: &str) -> Result<&str> {
+pub(super) fn bounded(input: &str) -> Result<&str> {
     if input.len() > MAX_CODE_INPUT_BYTES {
         Err(Error::InvalidCode)
     } else {
@@ -1192,13 +1240,13 @@ fn bounded(input: &str) -> Result<&str> {
     }
 }
 
-fn generate_backup_codes() -> Result<Vec<BackupCode>> {
+pub(super) fn generate_backup_codes() -> Result<Vec<BackupCode>> {
     (0..BACKUP_CODE_COUNT)
         .map(|_| random_bytes::<BACKUP_CODE_BYTES>().map(BackupCode::from_bytes))
         .collect()
 }
 
 /// Whole seconds from `now` until a lock ends `until`, at least 1 (`Retry-After`).
-fn retry_after_secs(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
+pub(super) fn retry_after_secs(until: OffsetDateTime, now: OffsetDateTime) -> u64 {
     u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1)
 }

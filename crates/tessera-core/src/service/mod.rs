@@ -2,12 +2,16 @@
 //! clock, and returns domain types; handlers only translate HTTP to these calls and back.
 
 mod accounts;
+mod contact;
 mod mfa;
 mod password;
 mod sessions;
 mod signin;
 
 pub use accounts::NewAccount;
+pub use contact::{
+    CodeSent, ContactDestination, DELIVERY_FAILING_WINDOW, FactorUpdate, StartedContactEnrollment,
+};
 pub use mfa::{
     ConfirmedFactor, MfaChallenge, MfaReset, MfaSettings, MfaState, PasswordOutcome,
     SecondFactorProof, StartedTotpEnrollment,

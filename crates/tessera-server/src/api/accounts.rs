@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use tessera_core::Error;
+use tessera_core::factor::FactorKind;
 use tessera_core::ids::SessionId;
 use tessera_core::service::{NewAccount, PasswordOutcome, SecondFactorProof, SignedIn};
 
@@ -105,7 +106,16 @@ pub async fn second_step(
             code,
         },
         "backup_code" => SecondFactorProof::BackupCode(code),
-        "sms" | "email" | "webauthn" => {
+        "sms" | "email" => SecondFactorProof::Code {
+            kind: if body.method == "sms" {
+                FactorKind::Sms
+            } else {
+                FactorKind::Email
+            },
+            factor_id: body.factor_id.as_deref(),
+            code,
+        },
+        "webauthn" => {
             return Err(ApiError::from(Error::invalid(format!(
                 "method: {} is not available on this server yet",
                 body.method
@@ -124,6 +134,33 @@ pub async fn second_step(
     let signed_in = result?;
     state.outbox_wake.notify_one();
     Ok(signed_in_response(&signed_in))
+}
+
+/// Send a sign-in code to an SMS or email factor of the challenge's user.
+#[utoipa::path(post, path = "/api/v1/sessions/mfa/send", tag = "sessions",
+    request_body = SendCodeRequest,
+    responses(
+        (status = 202, body = CodeSentResponse),
+        (status = 400, description = "invalid_request: the factor does not receive codes (an authenticator app)", body = ErrorEnvelope),
+        (status = 401, description = "invalid_code: the challenge is unknown, used or expired", body = ErrorEnvelope),
+        (status = 404, description = "not one of the user's factors", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited: too many codes or wrong codes (Retry-After); nothing was sent", body = ErrorEnvelope),
+    ))]
+pub async fn send_code(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<SendCodeRequest>,
+) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
+    let sent = state
+        .services
+        .send_signin_code(
+            body.challenge_token.expose_secret(),
+            &body.factor_id,
+            client,
+        )
+        .await?;
+    state.outbox_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json((&sent).into())))
 }
 
 /// The caller's live sessions.

@@ -26,7 +26,7 @@ use utoipa_axum::routes;
         (name = "accounts", description = "Sign-up"),
         (name = "sessions", description = "Sign-in, sessions, sign-out and re-authentication"),
         (name = "me", description = "The signed-in account"),
-        (name = "factors", description = "Multi-factor authentication: authenticator apps, backup codes"),
+        (name = "factors", description = "Multi-factor authentication: authenticator apps, phone numbers, email addresses, backup codes"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -50,6 +50,7 @@ pub const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("post", "/api/v1/accounts"),
     ("post", "/api/v1/sessions"),
     ("post", "/api/v1/sessions/mfa"),
+    ("post", "/api/v1/sessions/mfa/send"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -63,6 +64,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::create_account))
         .routes(routes!(accounts::create_session))
         .routes(routes!(accounts::second_step))
+        .routes(routes!(accounts::send_code))
         .route_layer(from_fn_with_state(state.clone(), limit_by_client));
     let authenticated = OpenApiRouter::new()
         .routes(routes!(accounts::list_sessions))
@@ -74,7 +76,13 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(me::events))
         .routes(routes!(factors::start_totp))
         .routes(routes!(factors::confirm_totp))
-        .routes(routes!(factors::delete_factor))
+        .routes(routes!(factors::start_sms))
+        .routes(routes!(factors::start_email))
+        .routes(routes!(factors::resend_sms))
+        .routes(routes!(factors::resend_email))
+        .routes(routes!(factors::confirm_sms))
+        .routes(routes!(factors::confirm_email))
+        .routes(routes!(factors::delete_factor, factors::update_factor))
         .routes(routes!(factors::disable_mfa))
         .routes(routes!(factors::regenerate_backup_codes));
     let operations = OpenApiRouter::new()

@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tessera_core::event::SecurityEvent;
 use tessera_core::factor::Factor;
-use tessera_core::service::{MfaChallenge, MfaState};
+use tessera_core::service::{CodeSent, MfaChallenge, MfaState};
 use tessera_core::session::Session;
 use tessera_core::user::User;
 use time::OffsetDateTime;
@@ -181,6 +181,10 @@ pub struct FactorSummary {
     pub last_used_at: Option<OffsetDateTime>,
     /// Whether it is offered first.
     pub preferred: bool,
+    /// Where an SMS or email factor's codes go, masked (`+1 ••• ••• 2671`,
+    /// `j•••@example.com`); absent for the other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
 }
 
 impl From<&Factor> for FactorSummary {
@@ -192,8 +196,106 @@ impl From<&Factor> for FactorSummary {
             created_at: factor.created_at,
             last_used_at: factor.last_used_at,
             preferred: factor.preferred,
+            destination: factor.masked_destination(),
         }
     }
+}
+
+/// `PATCH /api/v1/me/factors/{id}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFactorRequest {
+    /// A new name, at most 64 characters (blank restores the default).
+    pub label: Option<String>,
+    /// `true` makes this the preferred factor (the one offered first at sign-in).
+    pub preferred: Option<bool>,
+}
+
+/// A factor (`PATCH /api/v1/me/factors/{id}`).
+#[derive(Serialize, ToSchema)]
+pub struct FactorResponse {
+    /// The factor as it is now.
+    pub factor: FactorSummary,
+}
+
+/// `POST /api/v1/me/factors/sms`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSmsRequest {
+    /// The number: international with `+` and the country code (`+1 415 555 2671`), or the
+    /// national number when `country_code` is given.
+    pub phone: String,
+    /// The country calling code (`1`, `+44`) of a national `phone`.
+    pub country_code: Option<String>,
+}
+
+/// `POST /api/v1/me/factors/email`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartEmailRequest {
+    /// The address to send codes to (default: the account's).
+    pub email: Option<String>,
+}
+
+/// The message shown when a code may not arrive soon.
+pub const DELIVERY_FAILING_MESSAGE: &str =
+    "We could not send the code, try again shortly. It is queued and will be retried.";
+
+/// A code was sent (or queued for a retry).
+#[derive(Serialize, ToSchema)]
+pub struct CodeSentResponse {
+    /// Where it went, masked.
+    pub destination: String,
+    /// When the code stops working (10 minutes).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub code_expires_at: OffsetDateTime,
+    /// `queued`, or `failing` when recent messages on this channel could not be delivered
+    /// (the code stays queued and is retried).
+    pub delivery: &'static str,
+    /// What to tell the user when `delivery` is `failing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+}
+
+impl From<&CodeSent> for CodeSentResponse {
+    fn from(sent: &CodeSent) -> Self {
+        Self {
+            destination: sent.masked_destination.clone(),
+            code_expires_at: sent.expires_at,
+            delivery: if sent.delivery_failing {
+                "failing"
+            } else {
+                "queued"
+            },
+            message: sent.delivery_failing.then_some(DELIVERY_FAILING_MESSAGE),
+        }
+    }
+}
+
+/// `POST /api/v1/me/factors/{sms,email}`: the code is on its way.
+#[derive(Serialize, ToSchema)]
+pub struct ContactEnrollmentResponse {
+    /// Pass to the confirm endpoint.
+    pub enrollment_id: String,
+    /// The enrollment ends then (15 minutes); each code lasts 10.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// The code that was sent.
+    #[serde(flatten)]
+    pub sent: CodeSentResponse,
+}
+
+/// `POST /api/v1/sessions/mfa/send`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendCodeRequest {
+    /// From `POST /api/v1/sessions`.
+    #[schema(value_type = String, format = Password)]
+    pub challenge_token: SecretString,
+    /// The SMS or email factor to send a code to.
+    pub factor_id: String,
 }
 
 /// `POST /api/v1/sessions` when a second factor is owed.
@@ -251,9 +353,9 @@ pub struct SecondStepRequest {
     /// From `POST /api/v1/sessions`.
     #[schema(value_type = String, format = Password)]
     pub challenge_token: SecretString,
-    /// `totp` or `backup_code` (`sms`, `email`, `webauthn` arrive with those factors).
+    /// `totp`, `backup_code`, `sms` or `email` (`webauthn` arrives with security keys).
     pub method: String,
-    /// The TOTP factor the code is for (any of the user's when absent).
+    /// The factor the code is for (any of the user's of that kind when absent).
     pub factor_id: Option<String>,
     /// The code as typed: 6 digits, or a backup code in any case with or without dashes.
     #[schema(value_type = Option<String>, format = Password)]
@@ -284,12 +386,14 @@ pub struct TotpEnrollmentResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmFactorRequest {
-    /// The current 6-digit code from the app.
+    /// The 6-digit code: from the app, or the one sent by SMS or email.
     #[schema(value_type = String, format = Password)]
     pub code: CodeInput,
-    /// A name for the factor (default "Authenticator app"), at most 64 characters.
+    /// A name for the factor (default "Authenticator app", or the masked number or address),
+    /// at most 64 characters.
     pub label: Option<String>,
-    /// Reset to a new device: the TOTP factor this one replaces, in the same transaction.
+    /// Reset to a new device, number or address: the factor of the same kind this one
+    /// replaces, in the same transaction.
     pub replace_factor_id: Option<String>,
 }
 

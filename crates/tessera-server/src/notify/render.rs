@@ -169,6 +169,15 @@ const NOT_YOU_FACTOR: &str = "If you did not make this change, someone else may 
 const NOT_YOU_SIGNIN: &str =
     "If this wasn't you, change your password now: someone may know it. Review your sessions at";
 
+/// `text` with its first letter upper-cased.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 impl Renderer {
     /// The wording of the MFA notices, or `None` for kinds with their own templates.
     fn notice(&self, notification: &Notification) -> Option<Notice> {
@@ -181,17 +190,28 @@ impl Renderer {
                 at,
                 ip,
                 sessions_revoked,
+                kind,
             } => {
+                let (what, code_source) = match kind.as_deref() {
+                    Some("sms") => ("the phone number", "a code sent to it by text message"),
+                    Some("email") => ("the email address", "a code sent to it"),
+                    _ => ("the authenticator app", "a code from it"),
+                };
                 let (subject, lead, sms) = match change {
                     FactorChange::MfaEnabled => (
                         format!("Two-step verification is on for your {SERVICE_NAME} account"),
-                        format!("Two-step verification was turned on with the authenticator app \"{label}\". Signing in now needs a code from it (or a backup code)."),
+                        format!("Two-step verification was turned on with {what} \"{label}\". Signing in now needs {code_source} (or a backup code)."),
                         "two-step verification was turned on",
                     ),
                     FactorChange::Added => (
                         format!("A sign-in method was added to your {SERVICE_NAME} account"),
-                        format!("The authenticator app \"{label}\" was added to your account."),
+                        format!("{} \"{label}\" was added to your account.", capitalized(what)),
                         "a sign-in method was added",
+                    ),
+                    FactorChange::Replaced if matches!(kind.as_deref(), Some("sms" | "email")) => (
+                        format!("A sign-in method on your {SERVICE_NAME} account was replaced"),
+                        format!("{} \"{label}\" replaces the previous one, which no longer receives sign-in codes. Your backup codes still work.", capitalized(what)),
+                        "a sign-in method was replaced",
                     ),
                     FactorChange::Replaced => (
                         format!("Your {SERVICE_NAME} authenticator app was reset"),
@@ -624,9 +644,31 @@ mod tests {
                 at: "2026-03-04T05:06:07Z".into(),
                 ip: None,
                 sessions_revoked: 2,
+                kind: None,
             })
             .unwrap();
         assert!(enabled.subject.contains("Two-step verification is on"));
+        assert!(enabled.text.contains("the authenticator app"));
+        let replaced = r
+            .email(&Notification::FactorChanged {
+                display_name: "Ann".into(),
+                change: FactorChange::Replaced,
+                label: "+1 ••• ••• 2671".into(),
+                at: "2026-03-04T05:06:07Z".into(),
+                ip: None,
+                sessions_revoked: 0,
+                kind: Some("sms".into()),
+            })
+            .unwrap();
+        assert_eq!(
+            replaced.subject,
+            "A sign-in method on your Tessera account was replaced"
+        );
+        assert!(
+            replaced
+                .text
+                .contains("The phone number \"+1 ••• ••• 2671\" replaces the previous one")
+        );
         assert!(enabled.text.contains("2 other sessions were signed out."));
         assert!(
             !enabled.html.contains("<b>Ann") && !enabled.html.contains("<i>"),

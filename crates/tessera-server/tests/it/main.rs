@@ -8,6 +8,7 @@
 
 mod accounts;
 mod api_contract;
+mod contact;
 mod faults;
 mod hygiene;
 mod mfa;

@@ -1429,7 +1429,7 @@ async fn bad_input_gets_envelopes(kind: Kind) {
         json!({"challenge_token": challenge, "method": "carrier_pigeon", "code": right}),
         json!({"challenge_token": challenge, "method": "TOTP", "code": right}),
         json!({"challenge_token": challenge, "method": "", "code": right}),
-        json!({"challenge_token": challenge, "method": "sms", "code": right}),
+        json!({"challenge_token": challenge, "method": "webauthn", "code": right}),
         json!({"challenge_token": challenge, "method": null, "code": right}),
         json!({"challenge_token": challenge, "method": 1, "code": right}),
         json!({"challenge_token": challenge, "code": right}),

@@ -8,13 +8,11 @@
     reason = "test code: a failed expectation should stop the test"
 )]
 
+use crate::support::sms::SmsWebhook;
 use crate::support::smtp::SmtpSink;
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
 use secrecy::SecretString;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -116,52 +114,6 @@ async fn enqueue(
     tx.commit().await.unwrap();
 }
 
-/// A webhook on 127.0.0.1:0 answering `status` and recording the JSON bodies it got.
-struct Webhook {
-    url: String,
-    status: Arc<AtomicU16>,
-    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Webhook {
-    async fn start(status: u16) -> Self {
-        #[derive(Clone)]
-        struct Hook {
-            status: Arc<AtomicU16>,
-            bodies: Arc<Mutex<Vec<serde_json::Value>>>,
-        }
-        async fn receive(
-            State(hook): State<Hook>,
-            Json(body): Json<serde_json::Value>,
-        ) -> StatusCode {
-            hook.bodies.lock().unwrap().push(body);
-            StatusCode::from_u16(hook.status.load(Ordering::SeqCst)).unwrap()
-        }
-        let hook = Hook {
-            status: Arc::new(AtomicU16::new(status)),
-            bodies: Arc::default(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!(
-            "http://{}/sms/send?token=s3cr3t",
-            listener.local_addr().unwrap()
-        );
-        let app = axum::Router::new()
-            .route("/sms/send", post(receive))
-            .with_state(hook.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            url,
-            status: hook.status,
-            bodies: hook.bodies,
-        }
-    }
-
-    fn bodies(&self) -> Vec<serde_json::Value> {
-        self.bodies.lock().unwrap().clone()
-    }
-}
-
 #[tokio::test]
 async fn smtp_delivers_a_multipart_email_to_a_real_server() {
     let smtp = SmtpSink::start().await;
@@ -259,7 +211,7 @@ async fn a_dot_at_a_line_start_survives_the_smtp_transfer() {
 
 #[tokio::test]
 async fn the_sms_webhook_gets_to_and_body_as_json() {
-    let webhook = Webhook::start(202).await;
+    let webhook = SmsWebhook::start(202).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
     config.sms_webhook_url = secret(webhook.url.clone());
@@ -297,7 +249,7 @@ fn sealed_code(keys: &KeyRing, code: &OneTimeCode, to: &str, purpose: CodePurpos
 
 #[tokio::test]
 async fn sms_codes_are_opened_only_at_delivery_and_name_the_service_and_purpose() {
-    let webhook = Webhook::start(202).await;
+    let webhook = SmsWebhook::start(202).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
     config.sms_webhook_url = secret(webhook.url.clone());
@@ -514,7 +466,7 @@ async fn a_twilio_refusal_is_a_retryable_failure_naming_its_code_not_the_token()
 
 #[tokio::test]
 async fn a_failing_webhook_is_retried_with_backoff_then_delivered() {
-    let webhook = Webhook::start(500).await;
+    let webhook = SmsWebhook::start(500).await;
     let (dir, store, clock) = store().await;
     let mut config = config(&dir);
     config.sms_webhook_url = secret(webhook.url.clone());
@@ -566,7 +518,7 @@ async fn a_failing_webhook_is_retried_with_backoff_then_delivered() {
     assert_eq!(claimed.attempts, 2);
     // Release that probe's lease by moving past it, and let the provider recover.
     clock.advance(retry_delay(1) + time::Duration::seconds(1));
-    webhook.status.store(200, Ordering::SeqCst);
+    webhook.set_status(200);
     assert_eq!(worker.deliver_due_once().await.unwrap().delivered, 1);
     assert_eq!(webhook.bodies().len(), 3);
     assert_eq!(store.outbox_backlog().await.unwrap(), 0);

@@ -47,6 +47,11 @@ impl TestAppBuilder {
         self.settings.smtp_url = Some(url);
         self
     }
+    /// `TESSERA_SMS_WEBHOOK_URL`.
+    pub fn sms_webhook(mut self, url: String) -> Self {
+        self.settings.sms_webhook_url = Some(url);
+        self
+    }
     pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
         self.settings.trusted_proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
         self

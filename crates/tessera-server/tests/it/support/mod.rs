@@ -3,6 +3,7 @@
 pub mod app;
 pub mod browser;
 pub mod mfa;
+pub mod sms;
 pub mod smtp;
 
 use std::path::Path;
