@@ -172,6 +172,24 @@ impl Services {
         Ok(StartedContactEnrollment { enrollment, sent })
     }
 
+    /// An unfinished SMS or email enrollment of the user (for the page that asks for its
+    /// code); `invalid_code` once it ended or when it is not theirs.
+    pub async fn pending_contact_enrollment(
+        &self,
+        auth: &FullSession,
+        enrollment_id: &str,
+    ) -> Result<ContactEnrollment> {
+        let id: EnrollmentId = bounded(enrollment_id)?
+            .parse()
+            .map_err(|_| Error::InvalidCode)?;
+        let now = self.clock.now();
+        self.store
+            .contact_enrollment(auth.user.id, id)
+            .await?
+            .filter(|e| now < e.expires_at)
+            .ok_or(Error::InvalidCode)
+    }
+
     /// Sends a new code for an unfinished enrollment; the earlier code stops working.
     pub async fn resend_enrollment_code(
         &self,

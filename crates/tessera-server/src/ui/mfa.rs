@@ -26,7 +26,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use tessera_core::Error;
 use tessera_core::event::ClientInfo;
-use tessera_core::factor::{CHALLENGE_TTL, FactorKind};
+use tessera_core::factor::{CHALLENGE_TTL, Factor, FactorKind};
 use tessera_core::service::{FullSession, MfaChallenge, SecondFactorProof, StartedTotpEnrollment};
 
 /// Where the second step of sign-in is.
@@ -61,23 +61,41 @@ fn challenge_token(headers: &HeaderMap) -> Option<String> {
 
 /// One way to pass the second step, as the page lists it.
 pub(super) struct MethodRow {
+    /// The factor id (empty for backup codes).
+    pub id: String,
     pub name: String,
     pub detail: String,
+    /// Where "Try another method" goes for it.
+    pub href: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "mfa_signin.html")]
 pub(super) struct SecondStepTemplate {
-    pub backup: bool,
+    /// `totp`, `backup_code`, `sms` or `email`: what the form asks for.
+    pub method: String,
+    /// The SMS or email factor the page is about.
+    pub current: Option<MethodRow>,
+    /// Whether a code was sent to `current`.
+    pub sent: bool,
+    pub notice: Option<String>,
+    pub warning: Option<String>,
     pub error: Option<String>,
-    pub methods: Vec<MethodRow>,
+    /// Every other way in ("Try another method").
+    pub others: Vec<MethodRow>,
+    pub open_others: bool,
     pub has_backup_codes: bool,
-    pub has_totp: bool,
+    /// The SMS factor offered under the TOTP field ("Text me a code instead").
+    pub text_instead: Option<MethodRow>,
 }
 
-#[derive(Deserialize, Default)]
-struct SecondStepQuery {
-    method: Option<String>,
+/// What the second-step page shows: which method and factor, and whether a code went out.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct SecondStepQuery {
+    pub method: Option<String>,
+    pub factor: Option<String>,
+    pub sent: Option<String>,
+    pub failing: Option<String>,
 }
 
 pub(super) async fn second_step_page(
@@ -87,14 +105,34 @@ pub(super) async fn second_step_page(
 ) -> Response {
     let query: SecondStepQuery =
         serde_urlencoded::from_str(query.0.as_deref().unwrap_or_default()).unwrap_or_default();
-    let backup = query.method.as_deref() == Some("backup_code");
-    render_second_step(&state, &headers, backup, None, StatusCode::OK).await
+    render_second_step(&state, &headers, query, None, StatusCode::OK).await
 }
 
-async fn render_second_step(
+fn method_row(factor: &Factor) -> MethodRow {
+    let (detail, href) = match factor.kind {
+        FactorKind::Totp => (
+            "Authenticator app".to_owned(),
+            "/login/mfa?method=totp".to_owned(),
+        ),
+        kind => (
+            factor
+                .masked_destination()
+                .unwrap_or_else(|| kind.as_str().to_owned()),
+            format!("/login/mfa?method={}&factor={}", kind.as_str(), factor.id),
+        ),
+    };
+    MethodRow {
+        id: factor.id.to_string(),
+        name: factor.label.clone(),
+        detail,
+        href,
+    }
+}
+
+pub(super) async fn render_second_step(
     state: &AppState,
     headers: &HeaderMap,
-    backup: bool,
+    query: SecondStepQuery,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
@@ -106,31 +144,158 @@ async fn render_second_step(
         Err(Error::InvalidCode) => return expired_challenge(state),
         Err(other) => return error_page(&other),
     };
-    let mut methods: Vec<MethodRow> = mfa
+    let has_backup_codes = mfa.backup_codes.remaining > 0;
+    // The method asked for, else the preferred factor's (the list is preferred first).
+    let preferred = mfa.factors.first();
+    let asked = query.method.as_deref().and_then(|m| match m {
+        "backup_code" if has_backup_codes => Some("backup_code"),
+        "totp" if mfa.factors.iter().any(|f| f.kind == FactorKind::Totp) => Some("totp"),
+        "sms" => Some("sms"),
+        "email" => Some("email"),
+        _ => None,
+    });
+    let method = asked
+        .map(str::to_owned)
+        .or_else(|| preferred.map(|f| f.kind.as_str().to_owned()))
+        .unwrap_or_else(|| "backup_code".to_owned());
+    let current = match method.as_str() {
+        "sms" | "email" => mfa
+            .factors
+            .iter()
+            .filter(|f| f.kind.as_str() == method)
+            .find(|f| {
+                query
+                    .factor
+                    .as_deref()
+                    .is_none_or(|id| f.id.to_string() == id)
+            })
+            .or_else(|| mfa.factors.iter().find(|f| f.kind.as_str() == method)),
+        _ => None,
+    };
+    let method = match (method.as_str(), current) {
+        // A code method without a factor of that kind falls back to the preferred one.
+        ("sms" | "email", None) => preferred
+            .map_or("backup_code", |f| f.kind.as_str())
+            .to_owned(),
+        _ => method,
+    };
+    let shown_id = current.map(|f| f.id);
+    let mut others: Vec<MethodRow> = mfa
         .factors
         .iter()
-        .map(|f| MethodRow {
-            name: f.label.clone(),
-            detail: match f.kind {
-                FactorKind::Totp => "Authenticator app".into(),
-                other => other.as_str().to_owned(),
-            },
+        .filter(|f| match f.kind {
+            FactorKind::Totp => method != "totp",
+            _ => Some(f.id) != shown_id,
         })
+        .map(method_row)
         .collect();
-    if mfa.backup_codes.remaining > 0 {
-        methods.push(MethodRow {
-            name: "Backup codes".into(),
+    // Several authenticator apps are one way in: list the kind once.
+    let mut seen_totp = false;
+    others.retain(|row| {
+        let totp = row.href.ends_with("method=totp");
+        let keep = !(totp && seen_totp);
+        seen_totp |= totp;
+        keep
+    });
+    if has_backup_codes && method != "backup_code" {
+        others.push(MethodRow {
+            id: String::new(),
+            name: "Backup code".into(),
             detail: format!("{} left", mfa.backup_codes.remaining),
+            href: "/login/mfa?method=backup_code".into(),
         });
     }
+    let text_instead = (method == "totp")
+        .then(|| mfa.factors.iter().find(|f| f.kind == FactorKind::Sms))
+        .flatten()
+        .map(method_row);
+    let sent = query.sent.is_some() && current.is_some();
+    let notice = sent.then(|| "Code sent.".to_owned());
+    let warning = (sent && query.failing.is_some())
+        .then(|| crate::api::wire::DELIVERY_FAILING_MESSAGE.to_owned());
     let page = SecondStepTemplate {
-        backup,
+        open_others: query.method.is_some() && current.is_none() && method != "totp",
+        method,
+        current: current.map(method_row),
+        sent,
+        notice,
+        warning,
         error,
-        methods,
-        has_backup_codes: mfa.backup_codes.remaining > 0,
-        has_totp: mfa.factors.iter().any(|f| f.kind == FactorKind::Totp),
+        others,
+        has_backup_codes,
+        text_instead,
     };
     (status, page).into_response()
+}
+
+#[derive(Deserialize)]
+struct SendForm {
+    #[serde(default)]
+    factor_id: String,
+}
+
+/// `POST /login/mfa/send`: "Send me a code" / "Text me a code instead".
+pub(super) async fn send_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !same_origin(&state, &headers) {
+        return super::cross_site_refusal("/login", "Sign in");
+    }
+    let Some(token) = challenge_token(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let form: SendForm = match parse_form(&body) {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    match state
+        .services
+        .send_signin_code(&token, &form.factor_id, client)
+        .await
+    {
+        Ok(sent) => {
+            state.outbox_wake.notify_one();
+            let failing = if sent.delivery_failing {
+                "&failing=1"
+            } else {
+                ""
+            };
+            Redirect::to(&format!(
+                "{SECOND_STEP_PATH}?method={}&factor={}&sent=1{failing}",
+                sent.kind.as_str(),
+                sent.target
+            ))
+            .into_response()
+        }
+        Err(Error::InvalidCode) => expired_challenge(&state),
+        Err(error @ (Error::RateLimited { .. } | Error::NotFound | Error::InvalidRequest(_))) => {
+            let message = match &error {
+                Error::RateLimited { retry_after_secs } => format!(
+                    "We can't send another code yet. Try again in {}, or use another method.",
+                    human_seconds(*retry_after_secs)
+                ),
+                Error::NotFound => "That sign-in method is not one of yours.".to_owned(),
+                other => capitalize(&other.to_string()),
+            };
+            let query = SecondStepQuery {
+                factor: Some(form.factor_id.clone()),
+                ..Default::default()
+            };
+            let status = crate::api::error::status_of(&error);
+            let mut response =
+                render_second_step(&state, &headers, query, Some(message), status).await;
+            if let Error::RateLimited { retry_after_secs } = error
+                && let Ok(value) = retry_after_secs.to_string().parse()
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        Err(other) => error_page(&other),
+    }
 }
 
 fn expired_challenge(state: &AppState) -> Response {
@@ -144,6 +309,7 @@ struct SecondStepForm {
     method: String,
     #[serde(default)]
     code: String,
+    factor_id: Option<String>,
 }
 
 pub(super) async fn second_step_submit(
@@ -164,13 +330,30 @@ pub(super) async fn second_step_submit(
         Err(response) => return response,
     };
     let backup = form.method == "backup_code";
-    let proof = if backup {
-        SecondFactorProof::BackupCode(&form.code)
-    } else {
-        SecondFactorProof::Totp {
+    let factor_id = form.factor_id.as_deref().filter(|id| !id.is_empty());
+    let proof = match form.method.as_str() {
+        "backup_code" => SecondFactorProof::BackupCode(&form.code),
+        "sms" => SecondFactorProof::Code {
+            kind: FactorKind::Sms,
+            factor_id,
+            code: &form.code,
+        },
+        "email" => SecondFactorProof::Code {
+            kind: FactorKind::Email,
+            factor_id,
+            code: &form.code,
+        },
+        _ => SecondFactorProof::Totp {
             factor_id: None,
             code: &form.code,
-        }
+        },
+    };
+    let by_message = matches!(form.method.as_str(), "sms" | "email");
+    let again = SecondStepQuery {
+        method: Some(form.method.clone()),
+        factor: form.factor_id.clone(),
+        sent: by_message.then(|| "1".to_owned()),
+        failing: None,
     };
     match state
         .services
@@ -195,13 +378,15 @@ pub(super) async fn second_step_submit(
         Err(Error::InvalidCode) => {
             let message = if backup {
                 "That backup code didn't work. Check it and try again; each code works once."
+            } else if by_message {
+                "That code didn't work. Enter the latest code we sent; after 3 wrong tries or 10 minutes, send a new one."
             } else {
                 "That code didn't work. Enter the current 6-digit code from your authenticator app."
             };
             render_second_step(
                 &state,
                 &headers,
-                backup,
+                again,
                 Some(message.into()),
                 StatusCode::UNAUTHORIZED,
             )
@@ -211,7 +396,7 @@ pub(super) async fn second_step_submit(
             let mut response = render_second_step(
                 &state,
                 &headers,
-                backup,
+                again,
                 Some(format!(
                     "Too many wrong codes. For your security, try again in {}.",
                     human_seconds(retry_after_secs)
@@ -231,13 +416,19 @@ pub(super) async fn second_step_submit(
 /// A sensitive action of the MFA section; carried through the password prompt when the
 /// re-auth window is closed, then carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Action {
+pub(super) enum Action {
     Enable,
     Reset(String),
     Regenerate,
     SkipBackupCodes,
     Remove(String),
     Disable,
+    AddPhone,
+    AddEmail,
+    /// A new number or address for this SMS or email factor.
+    ReplaceContact(String),
+    /// Make this factor the preferred one (no password needed).
+    Prefer(String),
 }
 
 impl Action {
@@ -249,6 +440,10 @@ impl Action {
             ("skip_backup_codes", _) => Action::SkipBackupCodes,
             ("remove", Some(id)) => Action::Remove(id.to_owned()),
             ("disable", _) => Action::Disable,
+            ("add_phone", _) => Action::AddPhone,
+            ("add_email", _) => Action::AddEmail,
+            ("replace_contact", Some(id)) => Action::ReplaceContact(id.to_owned()),
+            ("prefer", Some(id)) => Action::Prefer(id.to_owned()),
             _ => return None,
         })
     }
@@ -261,12 +456,19 @@ impl Action {
             Action::SkipBackupCodes => "skip_backup_codes",
             Action::Remove(_) => "remove",
             Action::Disable => "disable",
+            Action::AddPhone => "add_phone",
+            Action::AddEmail => "add_email",
+            Action::ReplaceContact(_) => "replace_contact",
+            Action::Prefer(_) => "prefer",
         }
     }
 
     fn factor_id(&self) -> &str {
         match self {
-            Action::Reset(id) | Action::Remove(id) => id,
+            Action::Reset(id)
+            | Action::Remove(id)
+            | Action::ReplaceContact(id)
+            | Action::Prefer(id) => id,
             _ => "",
         }
     }
@@ -279,6 +481,10 @@ impl Action {
             Action::SkipBackupCodes => "continue without backup codes",
             Action::Remove(_) => "remove this sign-in method",
             Action::Disable => "turn off multi-factor authentication",
+            Action::AddPhone => "add a phone number",
+            Action::AddEmail => "add an email address for codes",
+            Action::ReplaceContact(_) => "change this number or address",
+            Action::Prefer(_) => "change your preferred method",
         }
     }
 }
@@ -393,7 +599,7 @@ pub(super) async fn reauth_submit(
     )
 }
 
-fn reauth_page(
+pub(super) fn reauth_page(
     state: &AppState,
     auth: &FullSession,
     action: &Action,
@@ -446,6 +652,19 @@ async fn perform(
             state.outbox_wake.notify_one();
             Redirect::to("/settings/security?done=disabled").into_response()
         }),
+        Action::AddPhone => super::contact::entry_page(state, auth, FactorKind::Sms, ""),
+        Action::AddEmail => super::contact::entry_page(state, auth, FactorKind::Email, ""),
+        Action::ReplaceContact(id) => super::contact::replace_entry_page(state, auth, id).await,
+        Action::Prefer(id) => {
+            let update = tessera_core::service::FactorUpdate {
+                label: None,
+                preferred: Some(true),
+            };
+            services
+                .update_factor(auth, id, update, client)
+                .await
+                .map(|_| Redirect::to("/settings/security?done=preferred").into_response())
+        }
     };
     match result {
         Ok(response) => response,
@@ -491,7 +710,7 @@ fn setup_page(
     Ok((status, page).into_response())
 }
 
-fn backup_codes_page(
+pub(super) fn backup_codes_page(
     state: &AppState,
     auth: &FullSession,
     codes: &[tessera_otp::BackupCode],
@@ -622,9 +841,11 @@ pub(super) async fn settings_view(
     auth: &FullSession,
 ) -> Result<MfaSettingsView, Error> {
     let mfa = state.services.mfa_state(auth.user.id).await?;
+    let settings = state.services.settings().mfa;
     Ok(MfaSettingsView::new(
         &mfa,
-        state.services.settings().mfa.allow_disable,
+        settings.allow_disable,
         auth.session.mfa_method == Some(tessera_core::factor::MfaMethod::BackupCode),
+        settings.allowed_methods,
     ))
 }

@@ -9,6 +9,7 @@
     reason = "page handlers exit early with a finished Response; boxing it buys nothing"
 )]
 
+mod contact;
 mod mfa;
 mod pages;
 
@@ -51,6 +52,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/login", post(login_submit))
         .route("/signup", post(signup_submit))
         .route(mfa::SECOND_STEP_PATH, post(mfa::second_step_submit))
+        .route("/login/mfa/send", post(mfa::send_submit))
         .route_layer(from_fn_with_state(state.clone(), limit_by_client));
     Router::new()
         .route("/", get(home))
@@ -68,6 +70,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/settings/security/mfa/setup/{enrollment_id}",
             post(mfa::confirm_submit),
+        )
+        .route(
+            "/settings/security/mfa/contact/{kind}",
+            post(contact::start_submit),
+        )
+        .route(
+            "/settings/security/mfa/contact/{kind}/{enrollment_id}",
+            post(contact::confirm_submit),
+        )
+        .route(
+            "/settings/security/mfa/contact/{kind}/{enrollment_id}/resend",
+            post(contact::resend_submit),
         )
         .route(mfa::SECOND_STEP_PATH, get(mfa::second_step_page))
         .route("/static/tessera.css", get(stylesheet))
@@ -489,6 +503,9 @@ async fn security_page(
         Some("enabled") => Some("Multi-factor authentication is on. Other sessions were signed out.".to_owned()),
         Some("reset") => Some("Your new authenticator app is set up; the old one no longer works. Other sessions were signed out.".to_owned()),
         Some("removed") => Some("The sign-in method was removed.".to_owned()),
+        Some("added") => Some("The new sign-in method is ready. Other sessions were signed out.".to_owned()),
+        Some("replaced") => Some("The new number or address is set up; the old one no longer gets codes. Other sessions were signed out.".to_owned()),
+        Some("preferred") => Some("Your preferred sign-in method was changed.".to_owned()),
         Some("disabled") => Some("Multi-factor authentication is off.".to_owned()),
         Some("skipped") => Some("Multi-factor authentication is on, without backup codes. Generate them below before you need them.".to_owned()),
         Some("codes") => Some("Your new backup codes are active; earlier codes no longer work.".to_owned()),

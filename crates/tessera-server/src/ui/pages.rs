@@ -5,7 +5,7 @@ use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tessera_core::event::SecurityEvent;
-use tessera_core::factor::{FactorKind, LOW_BACKUP_CODES};
+use tessera_core::factor::{AllowedMethods, FactorKind, LOW_BACKUP_CODES};
 use tessera_core::service::MfaState;
 use tessera_core::session::Session;
 use time::OffsetDateTime;
@@ -86,7 +86,9 @@ impl From<&SecurityEvent> for EventRow {
             "mfa_disabled" => "Multi-factor authentication turned off",
             "factor_added" => "Sign-in method added",
             "factor_removed" => "Sign-in method removed",
-            "factor_replaced" => "Authenticator app reset",
+            "factor_replaced" => "Sign-in method replaced",
+            "factor_updated" => "Sign-in method renamed or made preferred",
+            "code_sent" => "Verification code sent",
             "backup_codes_generated" => "Backup codes generated",
             "backup_codes_removed" => "Backup codes skipped",
             "backup_code_used" => "Backup code used",
@@ -111,6 +113,11 @@ pub(super) struct FactorRow {
     pub label: String,
     pub kind: &'static str,
     pub is_totp: bool,
+    /// SMS or email: codes are sent to `destination`.
+    pub is_contact: bool,
+    pub is_sms: bool,
+    /// The masked number or address (empty for other kinds).
+    pub destination: String,
     pub preferred: bool,
     pub created_at: String,
     pub last_used_at: String,
@@ -126,11 +133,26 @@ pub(super) struct MfaSettingsView {
     pub backup_locked: bool,
     pub allow_disable: bool,
     pub can_remove_last: bool,
+    /// Which kinds may be added (`mfa.allowed_methods`).
+    pub allow_totp: bool,
+    pub allow_sms: bool,
+    pub allow_email: bool,
+    /// Every factor is SMS or email: Settings suggests an authenticator app.
+    pub only_codes_by_message: bool,
 }
 
 impl MfaSettingsView {
-    pub fn new(mfa: &MfaState, allow_disable: bool, backup_locked: bool) -> Self {
+    pub fn new(
+        mfa: &MfaState,
+        allow_disable: bool,
+        backup_locked: bool,
+        allowed: AllowedMethods,
+    ) -> Self {
         Self {
+            allow_totp: allowed.allows(FactorKind::Totp),
+            allow_sms: allowed.allows(FactorKind::Sms),
+            allow_email: allowed.allows(FactorKind::Email),
+            only_codes_by_message: mfa.enabled() && mfa.factors.iter().all(|f| f.receives_codes()),
             enabled: mfa.enabled(),
             factors: mfa
                 .factors
@@ -145,6 +167,9 @@ impl MfaSettingsView {
                         FactorKind::Webauthn => "Security key",
                     },
                     is_totp: f.kind == FactorKind::Totp,
+                    is_contact: f.receives_codes(),
+                    is_sms: f.kind == FactorKind::Sms,
+                    destination: f.masked_destination().unwrap_or_default(),
                     preferred: f.preferred,
                     created_at: format_time(f.created_at),
                     last_used_at: f.last_used_at.map_or_else(|| "Never".into(), format_time),

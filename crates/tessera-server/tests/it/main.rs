@@ -9,6 +9,7 @@
 mod accounts;
 mod api_contract;
 mod contact;
+mod contact_browser;
 mod faults;
 mod hygiene;
 mod mfa;

@@ -20,7 +20,7 @@ const DOWNLOAD_NAME: &str = "tessera-backup-codes.txt";
 
 /// After a sensitive action: confirms the password if the page asks, then waits for `expected`.
 /// Returns whether the password was asked.
-async fn reauth_if_asked(browser: &WebDriver, expected: &str) -> bool {
+pub(crate) async fn reauth_if_asked(browser: &WebDriver, expected: &str) -> bool {
     let asked = wait_for_any_text(browser, &[expected, "Confirm your password"]).await == 1;
     if asked {
         fill(browser, "password", PASSWORD).await;
@@ -30,7 +30,7 @@ async fn reauth_if_asked(browser: &WebDriver, expected: &str) -> bool {
     asked
 }
 
-async fn sign_out(browser: &WebDriver) {
+pub(crate) async fn sign_out(browser: &WebDriver) {
     browser
         .query(By::Css("header form button"))
         .first()
@@ -127,7 +127,7 @@ async fn enable_mfa_sign_in_with_codes_regenerate_and_disable_in_chromium() {
         wait_for_text(&browser, "Multi-factor authentication").await;
         let text = page_text(&browser).await;
         assert!(
-            text.contains("Protect your account with a code from an authenticator app"),
+            text.contains("Protect your account with a code in addition to your password"),
             "{text}"
         );
 
@@ -203,8 +203,10 @@ async fn enable_mfa_sign_in_with_codes_regenerate_and_disable_in_chromium() {
         sign_out(&browser).await;
         password_step(&browser).await;
         let text = page_text(&browser).await;
-        assert!(text.contains("Authenticator app"), "{text}");
-        assert!(text.contains("Backup codes 10 left"), "{text}");
+        assert!(text.contains("Open your authenticator app"), "{text}");
+        assert!(text.contains("Use a backup code instead"), "{text}");
+        click_id(&browser, "try-another").await;
+        wait_for_text(&browser, "Backup code 10 left").await;
         assert_eq!(
             by_id(&browser, "code")
                 .await
@@ -278,7 +280,8 @@ async fn enable_mfa_sign_in_with_codes_regenerate_and_disable_in_chromium() {
         // Sign out; sign in with the app again; regenerate the backup codes.
         sign_out(&browser).await;
         password_step(&browser).await;
-        assert!(page_text(&browser).await.contains("Backup codes 9 left"));
+        click_id(&browser, "try-another").await;
+        wait_for_text(&browser, "Backup code 9 left").await;
         app.clock.advance(time::Duration::seconds(30));
         fill(&browser, "code", &oathtool_totp(&secret, now(&app))).await;
         submit(&browser).await;
@@ -314,7 +317,8 @@ async fn enable_mfa_sign_in_with_codes_regenerate_and_disable_in_chromium() {
         // The earlier codes stopped working; a new one works, typed loosely.
         sign_out(&browser).await;
         password_step(&browser).await;
-        assert!(page_text(&browser).await.contains("Backup codes 10 left"));
+        click_id(&browser, "try-another").await;
+        wait_for_text(&browser, "Backup code 10 left").await;
         browser
             .query(By::LinkText("Use a backup code instead"))
             .first()
@@ -344,7 +348,7 @@ async fn enable_mfa_sign_in_with_codes_regenerate_and_disable_in_chromium() {
         wait_for_url(&browser, "/settings/security?done=disabled").await;
         let text = page_text(&browser).await;
         assert!(
-            text.contains("Off Protect your account with a code from an authenticator app"),
+            text.contains("Off Protect your account with a code in addition to your password"),
             "{text}"
         );
         assert!(has_element(&browser, "enable-mfa").await);
