@@ -441,6 +441,130 @@ impl Services {
             .await
     }
 
+    /// Sends a re-authentication code to one of the user's SMS or email factors
+    /// (`POST /api/v1/reauth/send`).
+    pub async fn send_reauth_code(
+        &self,
+        auth: &FullSession,
+        factor_id: &str,
+        client: ClientInfo,
+    ) -> Result<CodeSent> {
+        let factor_id: FactorId = bounded(factor_id)?.parse().map_err(|_| Error::NotFound)?;
+        let now = self.clock.now();
+        if let Some(retry_after_secs) = self
+            .store
+            .second_factor_throttle(auth.user.id)
+            .await?
+            .retry_after(now)
+        {
+            return Err(Error::RateLimited { retry_after_secs });
+        }
+        let mut tx = self.store.begin().await?;
+        tx.lock_user_mfa(auth.user.id).await?;
+        let factors = tx.factors_of_user(auth.user.id).await?;
+        let Some(factor) = factors.iter().find(|f| f.id == factor_id) else {
+            return Err(Error::NotFound);
+        };
+        channel_of(factor.kind)?;
+        let destination = factor
+            .destination
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("factor {} has no destination", factor.id)))?;
+        let target = factor.id.to_string();
+        let expires_at = self
+            .send_code(
+                tx.as_mut(),
+                auth.user.id,
+                &target,
+                factor.kind,
+                &destination,
+                CodePurpose::Reauth,
+                &client,
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        self.code_sent(target, factor.kind, &destination, expires_at, now)
+            .await
+    }
+
+    /// Opens the re-auth window with a code sent for re-authentication (never a sign-in or
+    /// enrollment code). Wrong codes count toward the account's second-factor lock, as at
+    /// sign-in.
+    pub async fn reauthenticate_with_code(
+        &self,
+        auth: &FullSession,
+        kind: FactorKind,
+        factor_id: Option<&str>,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<OffsetDateTime> {
+        let digits = normalize_code(bounded(code)?)?;
+        let wanted: Option<FactorId> = factor_id
+            .map(|id| bounded(id)?.parse().map_err(|_| Error::NotFound))
+            .transpose()?;
+        let now = self.clock.now();
+        let user_id = auth.user.id;
+        let candidates: Vec<Factor> = self
+            .store
+            .factors_of(user_id)
+            .await?
+            .into_iter()
+            .filter(|f| f.kind == kind && wanted.is_none_or(|id| id == f.id))
+            .collect();
+        if candidates.is_empty() {
+            return Err(Error::NotFound);
+        }
+        let purpose = CodePurpose::Reauth;
+        let user_key = user_id.to_string();
+        let mut tx = self.store.begin().await?;
+        self.clear_failures_unless_locked(tx.as_mut(), user_id, now)
+            .await?;
+        let mut used = false;
+        for factor in &candidates {
+            let target = factor.id.to_string();
+            let hash = code_hash(&self.pepper, &user_key, &target, purpose, &digits);
+            if tx.use_code(user_id, &target, purpose, &hash, now).await? {
+                used = true;
+                break;
+            }
+        }
+        if !used {
+            drop(tx);
+            let mut tx = self.store.begin().await?;
+            let mut counted = false;
+            for factor in &candidates {
+                counted |= tx
+                    .count_wrong_code_try(user_id, &factor.id.to_string(), purpose, now)
+                    .await?
+                    .is_some();
+            }
+            tx.commit().await?;
+            if counted {
+                return Err(self
+                    .record_second_factor_failure(user_id, "wrong_reauth_code", &client, now)
+                    .await);
+            }
+            return Err(Error::InvalidCode);
+        }
+        let until = now + crate::session::REAUTH_WINDOW;
+        tx.set_reauth_until(auth.session.id, until).await?;
+        tx.insert_event(&NewEvent {
+            user_id,
+            kind: EventKind::Reauth,
+            at: now,
+            client,
+            actor_id: None,
+            details: json!({
+                "session_id": auth.session.id.to_string(),
+                "method": kind.as_str(),
+            }),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(until)
+    }
+
     /// Renames a factor or makes it the preferred one (`PATCH /api/v1/me/factors/{id}`).
     pub async fn update_factor(
         &self,

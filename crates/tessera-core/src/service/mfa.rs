@@ -812,7 +812,7 @@ impl Services {
 
     /// Counts a wrong second-factor code and returns the error to answer with: `invalid_code`,
     /// or `rate_limited` once the account's second step is locked.
-    async fn record_second_factor_failure(
+    pub(super) async fn record_second_factor_failure(
         &self,
         user_id: UserId,
         reason: &'static str,

@@ -208,12 +208,14 @@ pub async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Open the 10-minute re-auth window.
+/// Open the 10-minute re-auth window: with the password, or with a code sent to an SMS or
+/// email factor for re-authentication.
 #[utoipa::path(post, path = "/api/v1/reauth", tag = "sessions",
     request_body = ReauthRequest,
     responses(
         (status = 200, body = ReauthResponse),
-        (status = 401, description = "invalid_credentials", body = ErrorEnvelope),
+        (status = 400, description = "neither a password nor a code method", body = ErrorEnvelope),
+        (status = 401, description = "invalid_credentials or invalid_code", body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
@@ -223,9 +225,54 @@ pub async fn reauth(
     FullApiSession(auth): FullApiSession,
     ApiJson(body): ApiJson<ReauthRequest>,
 ) -> ApiResult<Json<ReauthResponse>> {
-    let reauth_until = state
-        .services
-        .reauthenticate(&auth, body.password.expose_secret(), client)
-        .await?;
+    let services = &state.services;
+    let reauth_until = match (&body.password, body.method.as_deref()) {
+        (Some(password), None) => {
+            services
+                .reauthenticate(&auth, password.expose_secret(), client)
+                .await?
+        }
+        (None, Some(method @ ("sms" | "email"))) => {
+            let kind = if method == "sms" {
+                FactorKind::Sms
+            } else {
+                FactorKind::Email
+            };
+            let code = body.code.as_ref().map_or("", CodeInput::as_code);
+            services
+                .reauthenticate_with_code(&auth, kind, body.factor_id.as_deref(), code, client)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::from(Error::invalid(
+                "give either \"password\", or \"method\" (sms or email) with the \"code\" sent by POST /api/v1/reauth/send",
+            )));
+        }
+    };
     Ok(Json(ReauthResponse { reauth_until }))
+}
+
+/// Send a re-authentication code to one of the caller's SMS or email factors.
+#[utoipa::path(post, path = "/api/v1/reauth/send", tag = "sessions",
+    request_body = ReauthSendRequest,
+    responses(
+        (status = 202, body = CodeSentResponse),
+        (status = 400, description = "the factor does not receive codes", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "not one of your factors", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After); nothing was sent", body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
+pub async fn reauth_send(
+    State(state): State<AppState>,
+    Client(client): Client,
+    FullApiSession(auth): FullApiSession,
+    ApiJson(body): ApiJson<ReauthSendRequest>,
+) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
+    let sent = state
+        .services
+        .send_reauth_code(&auth, &body.factor_id, client)
+        .await?;
+    state.outbox_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json((&sent).into())))
 }

@@ -71,6 +71,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::delete_current_session))
         .routes(routes!(accounts::delete_session))
         .routes(routes!(accounts::reauth))
+        .routes(routes!(accounts::reauth_send))
         .routes(routes!(me::me))
         .routes(routes!(me::change_password))
         .routes(routes!(me::events))

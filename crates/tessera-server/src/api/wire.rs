@@ -134,8 +134,24 @@ pub struct SessionsResponse {
 #[serde(deny_unknown_fields)]
 pub struct ReauthRequest {
     /// The current password.
-    #[schema(value_type = String, format = Password)]
-    pub password: SecretString,
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+    /// Instead of the password: `sms` or `email`, with a `code` sent by
+    /// `POST /api/v1/reauth/send`.
+    pub method: Option<String>,
+    /// The SMS or email factor the code was sent to (any of that kind when absent).
+    pub factor_id: Option<String>,
+    /// The code sent for re-authentication.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code: Option<CodeInput>,
+}
+
+/// `POST /api/v1/reauth/send`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthSendRequest {
+    /// The SMS or email factor to send a re-authentication code to.
+    pub factor_id: String,
 }
 
 /// The open re-auth window.

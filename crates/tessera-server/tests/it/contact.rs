@@ -819,3 +819,83 @@ async fn the_instance_setting_limits_which_kinds_can_be_enrolled() {
     let email = post(&app, "/api/v1/me/factors/email", Some(&token), json!({})).await;
     assert_eq!(email.status, StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn a_sign_in_code_does_not_reauthenticate_and_a_reauth_code_does_not_sign_in() {
+    let hook = SmsWebhook::start(200).await;
+    let app = app_with_sms(&hook).await;
+    let (email, token, factor_id) = user_with_phone(&app, &hook, "max@example.com").await;
+    let challenge = password_step(&app, &email).await["challenge_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send_signin_code(&app, &challenge, &factor_id).await;
+    let signin_code = hook.code(2).await;
+
+    // The re-auth purpose shares the factor's 30-second send interval with sign-in codes.
+    app.clock.advance(Duration::seconds(31));
+    let reauth_with = |code: String| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            post(
+                app,
+                "/api/v1/reauth",
+                Some(&token),
+                json!({"method": "sms", "code": code}),
+            )
+            .await
+        }
+    };
+    let refused = reauth_with(signin_code.clone()).await;
+    assert_eq!(
+        refused.code.as_deref(),
+        Some("invalid_code"),
+        "{:?}",
+        refused.body
+    );
+
+    let sent = post(
+        &app,
+        "/api/v1/reauth/send",
+        Some(&token),
+        json!({"factor_id": factor_id}),
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{:?}", sent.body);
+    let text = hook.wait_for(3).await[2]["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("confirmation code"), "{text}");
+    let reauth_code = six_digits(&text);
+    let not_signin = code_step(&app, &challenge, "sms", &reauth_code).await;
+    if reauth_code != signin_code {
+        assert_eq!(not_signin.code.as_deref(), Some("invalid_code"));
+    }
+    let opened = reauth_with(reauth_code.clone()).await;
+    assert_eq!(opened.status, StatusCode::OK, "{:?}", opened.body);
+    assert!(opened.body["reauth_until"].is_string());
+    // Each code still serves its own purpose, once.
+    let again = reauth_with(reauth_code).await;
+    assert_eq!(again.code.as_deref(), Some("invalid_code"));
+    let signed_in = code_step(&app, &challenge, "sms", &signin_code).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::CREATED,
+        "{:?}",
+        signed_in.body
+    );
+
+    // Neither a password nor a code method; a TOTP factor cannot receive codes.
+    let neither = post(&app, "/api/v1/reauth", Some(&token), json!({})).await;
+    assert_eq!(neither.code.as_deref(), Some("invalid_request"));
+    let totp = enable_totp(&app, &token).await;
+    let no_codes = post(
+        &app,
+        "/api/v1/reauth/send",
+        Some(&token),
+        json!({"factor_id": totp.factor_id}),
+    )
+    .await;
+    assert_eq!(no_codes.status, StatusCode::BAD_REQUEST);
+}
