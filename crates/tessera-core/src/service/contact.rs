@@ -583,6 +583,8 @@ impl Services {
                 "preferred: only true is accepted; to change the preferred method, make another factor preferred",
             ));
         }
+        // API.md: every factor endpoint needs the re-auth window, renaming included.
+        self.require_reauth(auth)?;
         let factor_id: FactorId = bounded(factor_id)?.parse().map_err(|_| Error::NotFound)?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;

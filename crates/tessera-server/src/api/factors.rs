@@ -1,7 +1,7 @@
 //! `/api/v1/me/factors`, `/api/v1/me/backup-codes` and `/api/v1/me/mfa`: enrolling an
 //! authenticator app, a phone number or an address, resetting them, labels and the preferred
 //! factor, removing factors, backup codes, disabling MFA. Every route needs a full session and
-//! (checked by the service, except for labels and the preferred flag) the re-auth window.
+//! (checked by the service) the re-auth window.
 
 use super::error::{ApiResult, ErrorEnvelope};
 use super::extract::{ApiJson, Client, FullApiSession};
@@ -300,6 +300,7 @@ fn confirmed_response(confirmed: tessera_core::service::ConfirmedFactor) -> Conf
         (status = 200, body = FactorResponse),
         (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope),
+        (status = 403, description = "reauth_required", body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]

@@ -427,7 +427,7 @@ pub(super) enum Action {
     AddEmail,
     /// A new number or address for this SMS or email factor.
     ReplaceContact(String),
-    /// Make this factor the preferred one (no password needed).
+    /// Make this factor the preferred one.
     Prefer(String),
 }
 

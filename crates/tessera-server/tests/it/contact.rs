@@ -575,6 +575,10 @@ async fn exactly_one_factor_is_preferred_and_each_has_its_own_label() {
     assert_eq!(me["mfa"]["factors"][0]["id"], totp.factor_id.as_str());
     assert_eq!(me["mfa"]["factors"][0]["preferred"], true);
     assert!(count_events(&app, &token, "factor_updated").await >= 1);
+    // Like every factor change, renaming needs the re-auth window.
+    app.clock.advance(Duration::minutes(11));
+    let closed = patch(&totp.factor_id, json!({"label": "Old phone"})).await;
+    assert_eq!(closed.code.as_deref(), Some("reauth_required"));
 }
 
 #[tokio::test]
