@@ -2,7 +2,9 @@
 //! the code rules hold on a fixed clock, parallel steps with one code give one session, the
 //! preferred factor and labels, number reset, and bad input.
 
-use crate::support::app::{PASSWORD, TestApp, assert_error};
+use crate::support::app::{
+    Backend, PASSWORD, TestApp, assert_error, drop_postgres, fresh_postgres,
+};
 use crate::support::mfa::{
     Outcome, count_events, enable_totp, events, outcome, password_step, second_step_raw,
 };
@@ -422,10 +424,44 @@ async fn user_with_phone(
     (email, token, factor_id)
 }
 
+/// An app with SMS to `hook`, on PostgreSQL when `postgres` (`None` when
+/// `TESSERA_TEST_DATABASE_URL` is unset), and the database to drop after.
+async fn app_on(hook: &SmsWebhook, postgres: bool) -> Option<(TestApp, Option<String>)> {
+    let builder = TestApp::builder().sms_webhook(hook.url.clone());
+    if !postgres {
+        return Some((builder.start().await, None));
+    }
+    let url = fresh_postgres().await?;
+    let app = builder
+        .backend(Backend::Postgres(url.clone()))
+        .start()
+        .await;
+    Some((app, Some(url)))
+}
+
+async fn finish(app: TestApp, pg: Option<String>) {
+    app.stop().await;
+    if let Some(url) = pg {
+        drop_postgres(&url).await;
+    }
+}
+
 #[tokio::test]
-async fn thirty_parallel_second_steps_with_one_sms_code_give_one_session() {
+async fn thirty_parallel_second_steps_with_one_sms_code_give_one_session_sqlite() {
+    thirty_parallel_second_steps_with_one_sms_code(false).await;
+}
+
+#[tokio::test]
+async fn thirty_parallel_second_steps_with_one_sms_code_give_one_session_postgres() {
+    thirty_parallel_second_steps_with_one_sms_code(true).await;
+}
+
+async fn thirty_parallel_second_steps_with_one_sms_code(postgres: bool) {
     let hook = SmsWebhook::start(200).await;
-    let app = app_with_sms(&hook).await;
+    let Some((app, pg)) = app_on(&hook, postgres).await else {
+        eprintln!("skipping the PostgreSQL variant: TESSERA_TEST_DATABASE_URL is not set");
+        return;
+    };
     let (email, _, factor_id) = user_with_phone(&app, &hook, "dan@example.com").await;
     let challenge = password_step(&app, &email).await["challenge_token"]
         .as_str()
@@ -457,6 +493,7 @@ async fn thirty_parallel_second_steps_with_one_sms_code_give_one_session() {
             .all(|o| o.code.as_deref() == Some("invalid_code")),
         "the others are refused, none with a 5xx"
     );
+    finish(app, pg).await;
 }
 
 #[tokio::test]
