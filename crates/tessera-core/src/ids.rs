@@ -62,3 +62,7 @@ id_type!(
     /// Identifies a sign-in challenge (not its token).
     ChallengeId
 );
+id_type!(
+    /// Identifies an organization.
+    OrgId
+);

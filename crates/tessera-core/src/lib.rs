@@ -10,6 +10,7 @@ pub mod event;
 pub mod factor;
 pub mod ids;
 pub mod notification;
+pub mod org;
 pub mod otc;
 pub mod password;
 pub mod phone;
