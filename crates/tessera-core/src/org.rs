@@ -322,6 +322,30 @@ impl EffectivePolicy {
     }
 }
 
+/// An organization as stored, with its policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// Its id.
+    pub id: OrgId,
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Its MFA policy.
+    pub policy: OrgPolicy,
+}
+
+/// A member of an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgMember {
+    /// The account.
+    pub user: crate::user::User,
+    /// Their role.
+    pub role: Role,
+    /// When they were added.
+    pub added_at: OffsetDateTime,
+}
+
 /// Checks an organization name: trimmed, 1 to [`MAX_ORG_NAME_CHARS`] characters, no control
 /// characters.
 pub fn parse_org_name(name: &str) -> Result<String> {

@@ -13,8 +13,9 @@ use crate::event::{NewEvent, SecurityEvent};
 use crate::factor::{
     BackupCodeStatus, Challenge, ContactEnrollment, Factor, MfaMethod, ReportState, TotpEnrollment,
 };
-use crate::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
+use crate::ids::{ChallengeId, EnrollmentId, FactorId, OrgId, SessionId, UserId};
 use crate::notification::{Channel, NewOutboxMessage, OutboxMessage};
+use crate::org::{OrgMember, OrgPolicy, Organization, Role};
 use crate::otc::{CodePurpose, IssuedCode, SendCounts};
 use crate::session::Session;
 use crate::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
@@ -190,6 +191,27 @@ pub trait Store: Send + Sync + 'static {
     /// Whether messages on `channel` are known to be failing: a message created at or after
     /// `since` is still unsent after a failed delivery attempt.
     async fn delivery_failing(&self, channel: Channel, since: OffsetDateTime) -> StoreResult<bool>;
+
+    /// The organizations `user_id` belongs to, with their role, oldest first.
+    async fn orgs_of_user(&self, user_id: UserId) -> StoreResult<Vec<(Organization, Role)>>;
+
+    /// An organization.
+    async fn org(&self, id: OrgId) -> StoreResult<Option<Organization>>;
+
+    /// The members of an organization, by email.
+    async fn org_members(&self, id: OrgId) -> StoreResult<Vec<OrgMember>>;
+
+    /// A page of an organization's security events, newest first.
+    async fn org_events(
+        &self,
+        id: OrgId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecurityEvent>>;
+
+    /// When each MFA requirement binding `user_id` first applied (source → since).
+    async fn mfa_requirements(&self, user_id: UserId)
+    -> StoreResult<Vec<(String, OffsetDateTime)>>;
 
     /// The challenge whose token hashes to `token_hash`, whatever its state.
     async fn challenge_by_token_hash(
@@ -437,6 +459,63 @@ pub trait StoreTx: Send {
     /// (PostgreSQL) or the write lock (SQLite) before anything is read, so two concurrent
     /// changes see each other's result instead of deciding from the same stale reads.
     async fn lock_user_mfa(&mut self, user_id: UserId) -> StoreResult<()>;
+
+    /// Stores a new organization.
+    async fn insert_org(&mut self, org: &Organization) -> StoreResult<()>;
+
+    /// Serialises changes to one organization's members and policy (as [`Self::lock_user_mfa`]
+    /// does for a user); `false` when there is no such organization.
+    async fn lock_org(&mut self, id: OrgId) -> StoreResult<bool>;
+
+    /// The role of `user_id` in `org_id`, as this transaction sees it.
+    async fn member_role(&mut self, org_id: OrgId, user_id: UserId) -> StoreResult<Option<Role>>;
+
+    /// How many members of `org_id` have `role`, as this transaction sees it.
+    async fn count_members_with_role(&mut self, org_id: OrgId, role: Role) -> StoreResult<u32>;
+
+    /// Adds a member; `Conflict` when they already are one.
+    async fn insert_member(
+        &mut self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Changes a member's role; `false` when they are not a member.
+    async fn set_member_role(
+        &mut self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<bool>;
+
+    /// Removes a member; `false` when they were not one.
+    async fn delete_member(&mut self, org_id: OrgId, user_id: UserId) -> StoreResult<bool>;
+
+    /// Replaces an organization's policy.
+    async fn set_org_policy(
+        &mut self,
+        org_id: OrgId,
+        policy: &OrgPolicy,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Appends an event of `event.user_id` that also concerns `org_id` (its admins see it).
+    async fn insert_org_event(&mut self, org_id: OrgId, event: &NewEvent) -> StoreResult<()>;
+
+    /// Records that the requirement `source` applies to `user_id` since `since`, unless an
+    /// earlier start is already recorded.
+    async fn record_mfa_requirement(
+        &mut self,
+        user_id: UserId,
+        source: &str,
+        since: OffsetDateTime,
+    ) -> StoreResult<()>;
+
+    /// Forgets the user's requirements whose source is not in `keep`.
+    async fn clear_mfa_requirements(&mut self, user_id: UserId, keep: &[String])
+    -> StoreResult<()>;
 
     /// Stores a new SMS or email enrollment.
     async fn insert_contact_enrollment(

@@ -10,10 +10,11 @@ use tessera_core::crypto::TokenHash;
 use tessera_core::email::Email;
 use tessera_core::event::SecurityEvent;
 use tessera_core::factor::{
-    Challenge, ContactEnrollment, Factor, FactorKind, MfaMethod, TotpEnrollment,
+    AllowedMethods, Challenge, ContactEnrollment, Factor, FactorKind, MfaMethod, TotpEnrollment,
 };
-use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
+use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, OrgId, SessionId, UserId};
 use tessera_core::notification::{Channel, Notification, OutboxMessage};
+use tessera_core::org::{OrgMember, OrgPolicy, Organization, PolicyScope, Role};
 use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::{Session, SessionState};
 use tessera_core::store::{SealedSecret, SecretOwner};
@@ -574,4 +575,115 @@ pub(crate) fn count_to_u32(value: i64, what: &str) -> StoreResult<u32> {
 
 fn parse_uuid(value: &str, what: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(value).map_err(|_| corrupt(what))
+}
+
+/// The columns of [`OrgRow`] (table alias `o`), for `SELECT` lists.
+macro_rules! org_columns {
+    () => {
+        "o.id, o.name, o.created_at, o.mfa_required, o.policy_roles, o.policy_scope, \
+         o.grace_period_hours, o.allowed_methods, o.allow_disable, o.app_mfa_max_age_seconds"
+    };
+}
+pub(crate) use org_columns;
+
+/// An `organizations` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrgRow {
+    id: String,
+    name: String,
+    created_at: i64,
+    mfa_required: i64,
+    policy_roles: String,
+    policy_scope: String,
+    grace_period_hours: i64,
+    allowed_methods: String,
+    allow_disable: i64,
+    app_mfa_max_age_seconds: Option<i64>,
+}
+
+impl TryFrom<OrgRow> for Organization {
+    type Error = StoreError;
+
+    fn try_from(row: OrgRow) -> StoreResult<Self> {
+        let roles = row
+            .policy_roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| Role::parse(r).map_err(|_| corrupt("organizations.policy_roles")))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Organization {
+            id: OrgId(parse_uuid(&row.id, "organizations.id")?),
+            name: row.name,
+            created_at: from_unix_seconds(row.created_at),
+            policy: OrgPolicy {
+                mfa_required: row.mfa_required != 0,
+                roles,
+                scope: PolicyScope::parse(&row.policy_scope)
+                    .map_err(|_| corrupt("organizations.policy_scope"))?,
+                grace_period_hours: u32::try_from(row.grace_period_hours)
+                    .map_err(|_| corrupt("organizations.grace_period_hours"))?,
+                allowed_methods: AllowedMethods::parse(row.allowed_methods.split(','))
+                    .map_err(|_| corrupt("organizations.allowed_methods"))?,
+                allow_disable: row.allow_disable != 0,
+                app_mfa_max_age_seconds: row
+                    .app_mfa_max_age_seconds
+                    .map(|age| {
+                        u32::try_from(age).map_err(|_| corrupt("organizations.app_mfa_max_age"))
+                    })
+                    .transpose()?,
+            },
+        })
+    }
+}
+
+/// An organization row joined with a member's role.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrgRoleRow {
+    #[sqlx(flatten)]
+    pub(crate) org: OrgRow,
+    pub(crate) role: String,
+}
+
+/// A member row joined with the user.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    #[sqlx(flatten)]
+    pub(crate) user: UserRow,
+    pub(crate) role: String,
+    pub(crate) added_at: i64,
+}
+
+impl TryFrom<MemberRow> for OrgMember {
+    type Error = StoreError;
+
+    fn try_from(row: MemberRow) -> StoreResult<Self> {
+        Ok(OrgMember {
+            user: User::try_from(row.user)?,
+            role: parse_role(&row.role)?,
+            added_at: from_unix_seconds(row.added_at),
+        })
+    }
+}
+
+pub(crate) fn parse_role(role: &str) -> StoreResult<Role> {
+    Role::parse(role).map_err(|_| corrupt("org_members.role"))
+}
+
+/// The stored form of a role list.
+pub(crate) fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The stored form of allowed methods.
+pub(crate) fn methods_text(methods: AllowedMethods) -> String {
+    methods
+        .kinds()
+        .into_iter()
+        .map(FactorKind::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -3,9 +3,9 @@
 use crate::error::map_error;
 use crate::rows::{
     ChallengeRow, CodeRow, ContactEnrollmentRow, ContextFactorRow, CredentialsRow, EnrollmentRow,
-    EventRow, FactorRow, OutboxRow, SealedSecretRow, SessionRow, ThrottleRow, UserRow,
-    challenge_columns, contact_enrollment_columns, enrollment_columns, event_columns,
-    factor_columns, session_columns, user_columns,
+    EventRow, FactorRow, MemberRow, OrgRoleRow, OrgRow, OutboxRow, SealedSecretRow, SessionRow,
+    ThrottleRow, UserRow, challenge_columns, contact_enrollment_columns, enrollment_columns,
+    event_columns, factor_columns, org_columns, parse_role, session_columns, user_columns,
 };
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
@@ -17,8 +17,9 @@ use tessera_core::event::SecurityEvent;
 use tessera_core::factor::{
     BackupCodeStatus, Challenge, ContactEnrollment, Factor, TotpEnrollment,
 };
-use tessera_core::ids::{EnrollmentId, SessionId, UserId};
+use tessera_core::ids::{EnrollmentId, OrgId, SessionId, UserId};
 use tessera_core::notification::{Channel, OutboxMessage};
+use tessera_core::org::{OrgMember, Organization, Role};
 use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::Session;
 use tessera_core::store::{
@@ -360,6 +361,90 @@ impl Store for SqlStore {
         .await
         .map_err(map_error)?;
         Ok(failing > 0)
+    }
+
+    async fn orgs_of_user(&self, user_id: UserId) -> StoreResult<Vec<(Organization, Role)>> {
+        sqlx::query_as::<_, OrgRoleRow>(concat!(
+            "SELECT ",
+            org_columns!(),
+            ", m.role FROM org_members m JOIN organizations o ON o.id = m.org_id \
+             WHERE m.user_id = $1 ORDER BY o.created_at, o.id"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(|row| Ok((Organization::try_from(row.org)?, parse_role(&row.role)?)))
+        .collect()
+    }
+
+    async fn org(&self, id: OrgId) -> StoreResult<Option<Organization>> {
+        sqlx::query_as::<_, OrgRow>(concat!(
+            "SELECT ",
+            org_columns!(),
+            " FROM organizations o WHERE o.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?
+        .map(Organization::try_from)
+        .transpose()
+    }
+
+    async fn org_members(&self, id: OrgId) -> StoreResult<Vec<OrgMember>> {
+        sqlx::query_as::<_, MemberRow>(
+            "SELECT u.id, u.email, u.display_name, u.created_at, m.role, m.added_at \
+             FROM org_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.org_id = $1 ORDER BY u.email_normalized",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(OrgMember::try_from)
+        .collect()
+    }
+
+    async fn org_events(
+        &self,
+        id: OrgId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecurityEvent>> {
+        sqlx::query_as::<_, EventRow>(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM security_events WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(id.to_string())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?
+        .into_iter()
+        .map(SecurityEvent::try_from)
+        .collect()
+    }
+
+    async fn mfa_requirements(
+        &self,
+        user_id: UserId,
+    ) -> StoreResult<Vec<(String, OffsetDateTime)>> {
+        let rows = sqlx::query_as::<_, (String, i64)>(
+            "SELECT source, since FROM mfa_requirements WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(source, since)| (source, from_unix_seconds(since)))
+            .collect())
     }
 
     async fn factors_of(&self, user_id: UserId) -> StoreResult<Vec<Factor>> {

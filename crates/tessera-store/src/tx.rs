@@ -5,7 +5,8 @@
 use crate::error::{map_conflict, map_error};
 use crate::rows::{
     ContactEnrollmentRow, EnrollmentRow, FactorRow, amr_json, contact_enrollment_columns,
-    count_to_u32, enrollment_columns, factor_columns, json_text, notification_json, u64_to_i64,
+    count_to_u32, enrollment_columns, factor_columns, json_text, methods_text, notification_json,
+    parse_role, roles_text, u64_to_i64,
 };
 use async_trait::async_trait;
 use sqlx::Any;
@@ -15,8 +16,9 @@ use tessera_core::event::NewEvent;
 use tessera_core::factor::{
     Challenge, ContactEnrollment, Factor, MfaMethod, ReportState, TotpEnrollment,
 };
-use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, SessionId, UserId};
+use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, OrgId, SessionId, UserId};
 use tessera_core::notification::NewOutboxMessage;
+use tessera_core::org::{OrgPolicy, Organization, Role};
 use tessera_core::otc::{CODE_TTL, CodePurpose, MAX_CODE_TRIES, SendCounts};
 use tessera_core::session::Session;
 use tessera_core::store::{CodeSend, NewCode, NewUser, SecretOwner, StoreResult, StoreTx};
@@ -336,6 +338,186 @@ impl StoreTx for SqlTx {
             .execute(&mut *self.tx)
             .await
             .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_org(&mut self, org: &Organization) -> StoreResult<()> {
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(org.id.to_string())
+            .bind(org.name.as_str())
+            .bind(unix_seconds(org.created_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_conflict("organization already exists"))?;
+        self.set_org_policy(org.id, &org.policy, org.created_at)
+            .await
+    }
+
+    async fn lock_org(&mut self, id: OrgId) -> StoreResult<bool> {
+        let result = sqlx::query("UPDATE organizations SET name = name WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn member_role(&mut self, org_id: OrgId, user_id: UserId) -> StoreResult<Option<Role>> {
+        sqlx::query_scalar::<_, String>(
+            "SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2",
+        )
+        .bind(org_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .map(|role| parse_role(&role))
+        .transpose()
+    }
+
+    async fn count_members_with_role(&mut self, org_id: OrgId, role: Role) -> StoreResult<u32> {
+        let count = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM org_members WHERE org_id = $1 AND role = $2",
+        )
+        .bind(org_id.to_string())
+        .bind(role.as_str())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        count_to_u32(count, "org_members.count")
+    }
+
+    async fn insert_member(
+        &mut self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, role, added_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(org_id.to_string())
+        .bind(user_id.to_string())
+        .bind(role.as_str())
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_conflict("already a member of this organization"))?;
+        Ok(())
+    }
+
+    async fn set_member_role(
+        &mut self,
+        org_id: OrgId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<bool> {
+        let result =
+            sqlx::query("UPDATE org_members SET role = $3 WHERE org_id = $1 AND user_id = $2")
+                .bind(org_id.to_string())
+                .bind(user_id.to_string())
+                .bind(role.as_str())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn delete_member(&mut self, org_id: OrgId, user_id: UserId) -> StoreResult<bool> {
+        let result = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id.to_string())
+            .bind(user_id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn set_org_policy(
+        &mut self,
+        org_id: OrgId,
+        policy: &OrgPolicy,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE organizations SET mfa_required = $2, policy_roles = $3, policy_scope = $4, \
+             grace_period_hours = $5, allowed_methods = $6, allow_disable = $7, \
+             app_mfa_max_age_seconds = $8, policy_updated_at = $9 WHERE id = $1",
+        )
+        .bind(org_id.to_string())
+        .bind(i64::from(policy.mfa_required))
+        .bind(roles_text(&policy.roles))
+        .bind(policy.scope.as_str())
+        .bind(i64::from(policy.grace_period_hours))
+        .bind(methods_text(policy.allowed_methods))
+        .bind(i64::from(policy.allow_disable))
+        .bind(policy.app_mfa_max_age_seconds.map(i64::from))
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_org_event(&mut self, org_id: OrgId, event: &NewEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO security_events (user_id, kind, at, ip, user_agent, actor_id, details, \
+             org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event.user_id.to_string())
+        .bind(event.kind.as_str())
+        .bind(unix_seconds(event.at))
+        .bind(event.client.ip.as_deref())
+        .bind(event.client.user_agent.as_deref())
+        .bind(event.actor_id.map(|actor| actor.to_string()))
+        .bind(json_text(&event.details)?)
+        .bind(org_id.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn record_mfa_requirement(
+        &mut self,
+        user_id: UserId,
+        source: &str,
+        since: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mfa_requirements (user_id, source, since) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, source) DO NOTHING",
+        )
+        .bind(user_id.to_string())
+        .bind(source)
+        .bind(unix_seconds(since))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn clear_mfa_requirements(
+        &mut self,
+        user_id: UserId,
+        keep: &[String],
+    ) -> StoreResult<()> {
+        let sources = sqlx::query_scalar::<_, String>(
+            "SELECT source FROM mfa_requirements WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        for source in sources.iter().filter(|s| !keep.contains(s)) {
+            sqlx::query("DELETE FROM mfa_requirements WHERE user_id = $1 AND source = $2")
+                .bind(user_id.to_string())
+                .bind(source.as_str())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_error)?;
+        }
         Ok(())
     }
 

@@ -149,6 +149,7 @@ store_tests!(
     contact_factors_keep_their_destination_and_enrollments_are_taken_once,
     exactly_one_factor_is_preferred_and_labels_are_scoped,
     delivery_is_failing_while_a_recent_message_is_unsent_after_an_error,
+    organizations_keep_members_roles_policy_events_and_requirements,
 );
 
 mod cases {
@@ -2523,6 +2524,119 @@ mod cases {
         );
         store.mark_outbox_sent(claimed.id, T0).await.unwrap();
         assert!(!store.delivery_failing(Channel::Sms, since).await.unwrap());
+    }
+
+    pub async fn organizations_keep_members_roles_policy_events_and_requirements(store: SqlStore) {
+        use tessera_core::factor::AllowedMethods;
+        use tessera_core::ids::OrgId;
+        use tessera_core::org::{OrgPolicy, Organization, PolicyScope, Role};
+
+        let ann = insert_user(&store, "ann@example.com").await.user.id;
+        let bob = insert_user(&store, "bob@example.com").await.user.id;
+        let org = Organization {
+            id: OrgId::new(),
+            name: "Acme".into(),
+            created_at: T0,
+            policy: OrgPolicy::default(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_org(&org).await.unwrap();
+        tx.insert_member(org.id, ann, Role::Owner, T0)
+            .await
+            .unwrap();
+        tx.insert_member(org.id, bob, Role::Member, T0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // (A failed statement ends a PostgreSQL transaction: the conflict gets its own.)
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.insert_member(org.id, bob, Role::Admin, T0).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        assert_eq!(store.org(org.id).await.unwrap(), Some(org.clone()));
+        assert_eq!(store.org(OrgId::new()).await.unwrap(), None);
+        let orgs = store.orgs_of_user(bob).await.unwrap();
+        assert_eq!(orgs, vec![(org.clone(), Role::Member)]);
+
+        let policy = OrgPolicy {
+            mfa_required: true,
+            roles: vec![Role::Admin, Role::Member],
+            scope: PolicyScope::Console,
+            grace_period_hours: 0,
+            allowed_methods: AllowedMethods::of(&[FactorKind::Totp, FactorKind::Webauthn]).unwrap(),
+            allow_disable: false,
+            app_mfa_max_age_seconds: Some(0),
+        };
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.lock_org(org.id).await.unwrap());
+        assert!(!tx.lock_org(OrgId::new()).await.unwrap());
+        tx.set_org_policy(org.id, &policy, T0).await.unwrap();
+        assert!(tx.set_member_role(org.id, bob, Role::Admin).await.unwrap());
+        assert_eq!(
+            tx.member_role(org.id, bob).await.unwrap(),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            tx.count_members_with_role(org.id, Role::Owner)
+                .await
+                .unwrap(),
+            1
+        );
+        let event = NewEvent {
+            user_id: ann,
+            kind: EventKind::MfaEnabled,
+            at: T0,
+            client: ClientInfo::default(),
+            actor_id: None,
+            details: json!({"org": "policy"}),
+        };
+        tx.insert_org_event(org.id, &event).await.unwrap();
+        tx.insert_event(&event).await.unwrap();
+        tx.record_mfa_requirement(bob, &org.id.to_string(), T0)
+            .await
+            .unwrap();
+        tx.record_mfa_requirement(bob, &org.id.to_string(), T0 + Duration::hours(1))
+            .await
+            .unwrap();
+        tx.record_mfa_requirement(bob, "instance", T0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.org(org.id).await.unwrap().unwrap().policy, policy);
+        let members = store.org_members(org.id).await.unwrap();
+        let listed: Vec<(String, Role)> = members
+            .iter()
+            .map(|m| (m.user.email.to_string(), m.role))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("ann@example.com".to_owned(), Role::Owner),
+                ("bob@example.com".to_owned(), Role::Admin)
+            ]
+        );
+        assert_eq!(store.org_events(org.id, None, 10).await.unwrap().len(), 1);
+        assert_eq!(store.events_of(ann, None, 10).await.unwrap().len(), 2);
+        let mut requirements = store.mfa_requirements(bob).await.unwrap();
+        requirements.sort();
+        let mut expected = vec![("instance".to_owned(), T0), (org.id.to_string(), T0)];
+        expected.sort();
+        assert_eq!(requirements, expected, "the first start is kept");
+
+        let mut tx = store.begin().await.unwrap();
+        tx.clear_mfa_requirements(bob, &["instance".to_owned()])
+            .await
+            .unwrap();
+        assert!(tx.delete_member(org.id, bob).await.unwrap());
+        assert!(!tx.delete_member(org.id, bob).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(
+            store.mfa_requirements(bob).await.unwrap(),
+            vec![("instance".to_owned(), T0)]
+        );
+        assert!(store.orgs_of_user(bob).await.unwrap().is_empty());
     }
 }
 
