@@ -45,6 +45,10 @@ pub enum Error {
     /// No such resource visible to the caller.
     #[error("not found")]
     NotFound,
+    /// Not found, with a message that says what is missing and what to do (for lookups the
+    /// caller may make, such as an email address to add to an organization).
+    #[error("{0}")]
+    NoSuch(String),
     /// The change conflicts with existing data.
     #[error("{0}")]
     Conflict(String),
@@ -78,7 +82,7 @@ impl Error {
             Error::PolicyForbids(_) => "policy_forbids",
             Error::BackupCodesLocked => "backup_codes_locked",
             Error::SignupDisabled => "signup_disabled",
-            Error::NotFound => "not_found",
+            Error::NotFound | Error::NoSuch(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",

@@ -51,6 +51,14 @@ pub enum EventKind {
     SecondFactorLocked,
     /// An operator reset the account's MFA.
     MfaResetCompleted,
+    /// An organization's MFA policy changed.
+    OrgPolicyChanged,
+    /// The user was added to an organization (or created it).
+    MemberAdded,
+    /// The user was removed from an organization (or left it).
+    MemberRemoved,
+    /// The user's role in an organization changed.
+    MemberRoleChanged,
     /// The user was told of a sign-in that passed the password but not the second step.
     UnfinishedSigninReported,
 }
@@ -80,6 +88,10 @@ impl EventKind {
             EventKind::SecondFactorFailed => "second_factor_failed",
             EventKind::SecondFactorLocked => "second_factor_locked",
             EventKind::MfaResetCompleted => "mfa_reset_completed",
+            EventKind::OrgPolicyChanged => "org_policy_changed",
+            EventKind::MemberAdded => "member_added",
+            EventKind::MemberRemoved => "member_removed",
+            EventKind::MemberRoleChanged => "member_role_changed",
             EventKind::UnfinishedSigninReported => "signin_unfinished_reported",
         }
     }

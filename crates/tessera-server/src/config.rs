@@ -118,6 +118,14 @@ pub struct MfaConfig {
     /// `TESSERA_MFA_ALLOWED_METHODS=totp,webauthn`); all by default, never empty.
     #[serde(default)]
     pub allowed_methods: AllowedMethods,
+    /// Whether every account must use MFA, as if from one more organization that binds
+    /// everyone (`mfa.required`, `TESSERA_MFA_REQUIRED`).
+    #[serde(default)]
+    pub required: bool,
+    /// Hours an account has, from when `mfa.required` first applied to it, before it must
+    /// enroll (`mfa.grace_period_hours`, `TESSERA_MFA_GRACE_PERIOD_HOURS`; at most 2160).
+    #[serde(default)]
+    pub grace_period_hours: u32,
 }
 
 impl Default for MfaConfig {
@@ -125,6 +133,8 @@ impl Default for MfaConfig {
         Self {
             allow_disable: true,
             allowed_methods: AllowedMethods::ALL,
+            required: false,
+            grace_period_hours: 0,
         }
     }
 }
@@ -279,7 +289,12 @@ impl Settings {
             .merge(env)
             .merge(
                 Env::prefixed("TESSERA_MFA_")
-                    .only(&["allow_disable", "allowed_methods"])
+                    .only(&[
+                        "allow_disable",
+                        "allowed_methods",
+                        "required",
+                        "grace_period_hours",
+                    ])
                     .map(|key| format!("mfa.{key}").into()),
             )
             .merge(Serialized::globals(overrides))
@@ -304,6 +319,12 @@ impl Settings {
         }
         if self.session_lifetime_minutes == 0 || self.session_idle_timeout_minutes == 0 {
             bail!("session lifetimes must be at least one minute");
+        }
+        if self.mfa.grace_period_hours > tessera_core::org::MAX_GRACE_PERIOD_HOURS {
+            bail!(
+                "mfa.grace_period_hours must be at most {} (90 days)",
+                tessera_core::org::MAX_GRACE_PERIOD_HOURS
+            );
         }
         if self.session_lifetime_minutes > MAX_SESSION_MINUTES
             || self.session_idle_timeout_minutes > MAX_SESSION_MINUTES

@@ -91,6 +91,8 @@ pub async fn services(
         mfa: MfaSettings {
             allow_disable: settings.mfa.allow_disable,
             allowed_methods: settings.mfa.allowed_methods,
+            required: settings.mfa.required,
+            grace_period_hours: settings.mfa.grace_period_hours,
         },
     };
     Ok(Services::new(

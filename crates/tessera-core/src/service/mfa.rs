@@ -56,6 +56,10 @@ pub struct MfaSettings {
     pub allow_disable: bool,
     /// Which kinds of factor may be enrolled (`mfa.allowed_methods`).
     pub allowed_methods: AllowedMethods,
+    /// Whether every account must use MFA (`mfa.required`).
+    pub required: bool,
+    /// The grace period of `required`, in hours (`mfa.grace_period_hours`).
+    pub grace_period_hours: u32,
 }
 
 impl Default for MfaSettings {
@@ -63,6 +67,24 @@ impl Default for MfaSettings {
         Self {
             allow_disable: true,
             allowed_methods: AllowedMethods::ALL,
+            required: false,
+            grace_period_hours: 0,
+        }
+    }
+}
+
+impl MfaSettings {
+    /// The instance defaults as a policy that binds every account, for
+    /// [`crate::org::EffectivePolicy::fold`].
+    pub fn as_policy(&self) -> crate::org::OrgPolicy {
+        crate::org::OrgPolicy {
+            mfa_required: self.required,
+            roles: crate::org::Role::ALL.to_vec(),
+            scope: crate::org::PolicyScope::All,
+            grace_period_hours: self.grace_period_hours,
+            allowed_methods: self.allowed_methods,
+            allow_disable: self.allow_disable,
+            app_mfa_max_age_seconds: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod contact;
 mod mfa;
+mod orgs;
 mod password;
 mod sessions;
 mod signin;
@@ -16,6 +17,7 @@ pub use mfa::{
     ConfirmedFactor, MfaChallenge, MfaReset, MfaSettings, MfaState, PasswordOutcome,
     SecondFactorProof, StartedTotpEnrollment,
 };
+pub use orgs::MemberStatus;
 pub use signin::SignedIn;
 
 use crate::clock::Clock;

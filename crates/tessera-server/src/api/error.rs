@@ -70,7 +70,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         | Error::PolicyForbids(_)
         | Error::BackupCodesLocked
         | Error::SignupDisabled => StatusCode::FORBIDDEN,
-        Error::NotFound => StatusCode::NOT_FOUND,
+        Error::NotFound | Error::NoSuch(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,9 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::ExposeSecret;
 
-/// Kinds of factor the instance allows (all, until the MFA issues narrow it).
-pub const ALL_METHODS: [&str; 4] = ["totp", "webauthn", "sms", "email"];
-
 /// The account, its CSRF token, MFA state and effective policy.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me",
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorEnvelope)),
@@ -21,16 +18,12 @@ pub async fn me(
     ApiSession(auth): ApiSession,
 ) -> ApiResult<Json<MeResponse>> {
     let mfa = state.services.mfa_state(auth.user.id).await?;
+    let policy = state.services.effective_policy(auth.user.id).await?;
     Ok(Json(MeResponse {
         user: (&auth.user).into(),
         csrf_token: state.services.csrf_token(&auth),
         mfa: MfaStatus::from(&mfa),
-        policy: EffectivePolicy {
-            mfa_required: false,
-            deadline: None,
-            allowed_methods: ALL_METHODS.iter().map(|m| (*m).to_owned()).collect(),
-            allow_disable: state.services.settings().mfa.allow_disable,
-        },
+        policy: EffectivePolicy::from(&policy),
         reauth_until: state.services.open_reauth_window(&auth),
     }))
 }

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod factors;
 pub mod me;
 pub mod ops;
+pub mod orgs;
 pub mod wire;
 
 use crate::ratelimit::limit_by_client;
@@ -27,6 +28,7 @@ use utoipa_axum::routes;
         (name = "sessions", description = "Sign-in, sessions, sign-out and re-authentication"),
         (name = "me", description = "The signed-in account"),
         (name = "factors", description = "Multi-factor authentication: authenticator apps, phone numbers, email addresses, backup codes"),
+        (name = "orgs", description = "Organizations, members and MFA policy"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -85,7 +87,13 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(factors::confirm_email))
         .routes(routes!(factors::delete_factor, factors::update_factor))
         .routes(routes!(factors::disable_mfa))
-        .routes(routes!(factors::regenerate_backup_codes));
+        .routes(routes!(factors::regenerate_backup_codes))
+        .routes(routes!(orgs::create_org, orgs::list_orgs))
+        .routes(routes!(orgs::get_org))
+        .routes(routes!(orgs::list_members, orgs::add_member))
+        .routes(routes!(orgs::change_role, orgs::remove_member))
+        .routes(routes!(orgs::put_policy))
+        .routes(routes!(orgs::org_events));
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

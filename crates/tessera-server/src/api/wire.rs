@@ -4,7 +4,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tessera_core::event::SecurityEvent;
 use tessera_core::factor::Factor;
-use tessera_core::service::{CodeSent, MfaChallenge, MfaState};
+use tessera_core::org::{OrgPolicy, Organization, Role};
+use tessera_core::service::{CodeSent, MemberStatus, MfaChallenge, MfaState};
 use tessera_core::session::Session;
 use tessera_core::user::User;
 use time::OffsetDateTime;
@@ -469,22 +470,295 @@ pub struct MfaStatus {
     pub backup_codes: BackupCodeStatus,
 }
 
-/// The policy that applies to the user.
+/// The policy that applies to the user: the strictest combination of the instance defaults
+/// and every organization's policy.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectivePolicy {
-    /// Whether MFA is required.
+    /// Whether MFA is required (for the console or client apps).
     pub mfa_required: bool,
-    /// When it becomes required, during a grace period.
+    /// When the requirement is (or was) enforced: the end of the shortest grace period.
     #[serde(
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub deadline: Option<OffsetDateTime>,
-    /// Factor kinds that may be enrolled.
+    /// Factor kinds that may be enrolled and satisfy the requirement.
     pub allowed_methods: Vec<String>,
     /// Whether the user may disable MFA.
     pub allow_disable: bool,
+    /// Whether the requirement covers Tessera's own pages and API.
+    pub console_required: bool,
+    /// Whether it covers client applications.
+    pub apps_required: bool,
+    /// The smallest MFA age client apps accept, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_mfa_max_age_seconds: Option<u32>,
+    /// The organizations (or "this server") whose policy requires MFA.
+    pub required_by: Vec<String>,
+}
+
+impl From<&tessera_core::org::EffectivePolicy> for EffectivePolicy {
+    fn from(policy: &tessera_core::org::EffectivePolicy) -> Self {
+        Self {
+            mfa_required: policy.required(),
+            deadline: policy.deadline.filter(|_| policy.required()),
+            allowed_methods: policy
+                .allowed_methods
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            allow_disable: policy.allow_disable,
+            console_required: policy.console_required,
+            apps_required: policy.apps_required,
+            app_mfa_max_age_seconds: policy.app_mfa_max_age_seconds,
+            required_by: policy.required_by.clone(),
+        }
+    }
+}
+
+/// An organization as the caller sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgResponse {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// The caller's role: `owner`, `admin` or `member`.
+    pub role: &'static str,
+}
+
+impl OrgResponse {
+    /// The organization with the caller's role.
+    pub fn new(org: &Organization, role: Role) -> Self {
+        Self {
+            id: org.id.to_string(),
+            name: org.name.clone(),
+            created_at: org.created_at,
+            role: role.as_str(),
+        }
+    }
+}
+
+/// `POST /api/v1/orgs`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+/// One organization.
+#[derive(Serialize, ToSchema)]
+pub struct OrgEnvelope {
+    /// The organization.
+    pub org: OrgResponse,
+}
+
+/// The caller's organizations.
+#[derive(Serialize, ToSchema)]
+pub struct OrgsResponse {
+    /// Oldest first.
+    pub orgs: Vec<OrgResponse>,
+}
+
+/// An organization's MFA policy (API.md `OrgPolicy`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgPolicyBody {
+    /// Whether MFA is required.
+    pub mfa_required: bool,
+    /// Whom the requirement applies to: `owner`, `admin`, `member`.
+    pub roles: Vec<String>,
+    /// `console`, `apps` or `all`.
+    pub scope: String,
+    /// Hours from when the requirement first applies to a member until it is enforced
+    /// (0 = at the next sign-in; at most 2160 = 90 days).
+    pub grace_period_hours: i64,
+    /// Kinds members may enroll: `totp`, `webauthn`, `sms`, `email` (at least one).
+    pub allowed_methods: Vec<String>,
+    /// Whether members may turn MFA off.
+    pub allow_disable: bool,
+    /// How recent an MFA must be for client apps, in seconds (0 = every connection; null =
+    /// any age).
+    #[serde(default)]
+    pub app_mfa_max_age_seconds: Option<i64>,
+}
+
+impl From<&OrgPolicy> for OrgPolicyBody {
+    fn from(policy: &OrgPolicy) -> Self {
+        Self {
+            mfa_required: policy.mfa_required,
+            roles: policy.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            scope: policy.scope.as_str().to_owned(),
+            grace_period_hours: i64::from(policy.grace_period_hours),
+            allowed_methods: policy
+                .allowed_methods
+                .kinds()
+                .into_iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            allow_disable: policy.allow_disable,
+            app_mfa_max_age_seconds: policy.app_mfa_max_age_seconds.map(i64::from),
+        }
+    }
+}
+
+impl OrgPolicyBody {
+    /// The domain policy; the error names the field and what to fix.
+    pub fn to_policy(&self) -> tessera_core::Result<OrgPolicy> {
+        use tessera_core::Error;
+        use tessera_core::org::MAX_GRACE_PERIOD_HOURS;
+        let mut roles = Vec::new();
+        for name in &self.roles {
+            let role = Role::parse(name)?;
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        let grace_period_hours = u32::try_from(self.grace_period_hours)
+            .ok()
+            .filter(|h| *h <= MAX_GRACE_PERIOD_HOURS)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "grace_period_hours: must be 0 to {MAX_GRACE_PERIOD_HOURS} (90 days)"
+                ))
+            })?;
+        let app_mfa_max_age_seconds = self
+            .app_mfa_max_age_seconds
+            .map(|age| {
+                u32::try_from(age).map_err(|_| {
+                    Error::invalid("app_mfa_max_age_seconds: must be 0 or more, or null")
+                })
+            })
+            .transpose()?;
+        let allowed_methods = tessera_core::factor::AllowedMethods::parse(
+            self.allowed_methods.iter().map(String::as_str),
+        )
+        .map_err(|why| Error::invalid(format!("allowed_methods: {why}")))?;
+        Ok(OrgPolicy {
+            mfa_required: self.mfa_required,
+            roles,
+            scope: tessera_core::org::PolicyScope::parse(&self.scope)?,
+            grace_period_hours,
+            allowed_methods,
+            allow_disable: self.allow_disable,
+            app_mfa_max_age_seconds,
+        })
+    }
+}
+
+/// `GET /api/v1/orgs/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct OrgDetailResponse {
+    /// The organization.
+    pub org: OrgResponse,
+    /// Its MFA policy.
+    pub policy: OrgPolicyBody,
+}
+
+/// `PUT /api/v1/orgs/{id}/policy`.
+#[derive(Serialize, ToSchema)]
+pub struct OrgPolicyResponse {
+    /// The policy now in force.
+    pub policy: OrgPolicyBody,
+}
+
+/// One member and their compliance.
+#[derive(Serialize, ToSchema)]
+pub struct MemberResponse {
+    /// The account's id.
+    pub user_id: String,
+    /// Its email.
+    pub email: String,
+    /// Its name.
+    pub display_name: String,
+    /// `owner`, `admin` or `member`.
+    pub role: &'static str,
+    /// Whether they have any factor.
+    pub mfa_enabled: bool,
+    /// Kinds of their factors.
+    pub factor_kinds: Vec<String>,
+    /// Whether they satisfy the organization's policy.
+    pub compliant: bool,
+    /// When the requirement is (or was) enforced for them, while they do not comply.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
+}
+
+impl From<&MemberStatus> for MemberResponse {
+    fn from(status: &MemberStatus) -> Self {
+        Self {
+            user_id: status.member.user.id.to_string(),
+            email: status.member.user.email.to_string(),
+            display_name: status.member.user.display_name.clone(),
+            role: status.member.role.as_str(),
+            mfa_enabled: status.mfa_enabled,
+            factor_kinds: status
+                .factor_kinds
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            compliant: status.compliant,
+            deadline: status.deadline,
+        }
+    }
+}
+
+/// `GET /api/v1/orgs/{id}/members`.
+#[derive(Serialize, ToSchema)]
+pub struct MembersResponse {
+    /// By email.
+    pub members: Vec<MemberResponse>,
+}
+
+/// `GET /api/v1/orgs/{id}/members` filter.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MembersQuery {
+    /// `noncompliant`: only members who do not satisfy the policy.
+    pub filter: Option<String>,
+}
+
+/// `POST /api/v1/orgs/{id}/members`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// The email of an existing account.
+    pub email: String,
+    /// `owner`, `admin` or `member` (default `member`).
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "member".into()
+}
+
+/// `PATCH /api/v1/orgs/{id}/members/{user_id}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRoleRequest {
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+}
+
+/// A member's new role.
+#[derive(Serialize, ToSchema)]
+pub struct RoleResponse {
+    /// The account's id.
+    pub user_id: String,
+    /// The role now.
+    pub role: &'static str,
 }
 
 /// `GET /api/v1/me`.
