@@ -651,7 +651,8 @@ pub trait StoreTx: Send {
         user_id: UserId,
     ) -> StoreResult<Option<OffsetDateTime>>;
 
-    /// Records the second factor of a session and its new `amr`.
+    /// Records the second factor of a session and its new `amr`; the session is a full one
+    /// from then on (a restricted session that enrolled a factor).
     async fn set_session_mfa(
         &mut self,
         id: SessionId,

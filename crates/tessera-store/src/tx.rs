@@ -942,7 +942,7 @@ impl StoreTx for SqlTx {
         method: MfaMethod,
         amr: &[String],
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET mfa_method = $2, amr = $3 WHERE id = $1")
+        sqlx::query("UPDATE sessions SET mfa_method = $2, amr = $3, state = 'full' WHERE id = $1")
             .bind(id.to_string())
             .bind(method.as_str())
             .bind(amr_json(amr)?)

@@ -19,7 +19,7 @@
 
 use super::mfa::{ConfirmedFactor, bounded, factor_display_label};
 use super::signin::SignedIn;
-use super::{FullSession, Services};
+use super::{Authenticated, FullSession, Services};
 use crate::email::Email;
 use crate::event::{ClientInfo, EventKind, NewEvent};
 use crate::factor::{
@@ -124,12 +124,12 @@ impl Services {
     /// the enrollment lasts 15 minutes, and a code (valid 10) is sent to the destination.
     pub async fn start_contact_enrollment(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         destination: ContactDestination<'_>,
         client: ClientInfo,
     ) -> Result<StartedContactEnrollment> {
         let (kind, destination) = parse_destination(destination, &auth.user.email)?;
-        self.require_method_allowed(kind)?;
+        self.require_method_allowed(auth.user.id, kind).await?;
         self.require_reauth(auth)?;
         let now = self.clock.now();
         let enrollment = ContactEnrollment {
@@ -176,7 +176,7 @@ impl Services {
     /// code); `invalid_code` once it ended or when it is not theirs.
     pub async fn pending_contact_enrollment(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         enrollment_id: &str,
     ) -> Result<ContactEnrollment> {
         let id: EnrollmentId = bounded(enrollment_id)?
@@ -193,7 +193,7 @@ impl Services {
     /// Sends a new code for an unfinished enrollment; the earlier code stops working.
     pub async fn resend_enrollment_code(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         kind: FactorKind,
         enrollment_id: &str,
         client: ClientInfo,
@@ -235,7 +235,7 @@ impl Services {
     #[allow(clippy::too_many_arguments)]
     pub async fn confirm_contact_enrollment(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         kind: FactorKind,
         enrollment_id: &str,
         code: &str,
@@ -244,7 +244,7 @@ impl Services {
         client: ClientInfo,
     ) -> Result<ConfirmedFactor> {
         // Checked again here: the setting may have changed since the enrollment started.
-        self.require_method_allowed(kind)?;
+        self.require_method_allowed(auth.user.id, kind).await?;
         self.require_reauth(auth)?;
         let now = self.clock.now();
         let id: EnrollmentId = enrollment_id.parse().map_err(|_| Error::InvalidCode)?;
@@ -343,6 +343,16 @@ impl Services {
             return Err(Error::NotFound);
         };
         channel_of(factor.kind)?;
+        if !self
+            .allowed_kinds(context.user.id)
+            .await?
+            .contains(&factor.kind)
+        {
+            return Err(Error::PolicyForbids(format!(
+                "{} codes are no longer allowed for your account: use another method",
+                factor.kind.as_str()
+            )));
+        }
         let Some(destination) = factor.destination.as_deref() else {
             return Err(Error::Internal(format!(
                 "{} factor {} has no destination",

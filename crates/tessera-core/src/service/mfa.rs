@@ -94,6 +94,14 @@ impl MfaSettings {
 pub enum PasswordOutcome {
     /// No second factor is owed: a full session.
     SignedIn(SignedIn),
+    /// Policy requires MFA and the grace period is over: a restricted session that may only
+    /// read the account, enroll an allowed factor and sign out.
+    EnrollmentRequired {
+        /// The restricted session.
+        signed_in: SignedIn,
+        /// When the requirement was enforced.
+        deadline: Option<OffsetDateTime>,
+    },
     /// The user has MFA: a challenge for the second step.
     MfaRequired(MfaChallenge),
 }
@@ -227,17 +235,37 @@ impl Services {
         }
     }
 
-    /// After a right password: a challenge if the user has MFA, else a full session. The one
-    /// place that decides what a sign-in still owes.
-    /// `mfa` is read before `tx` began (reads never wait on the open transaction).
+    /// After a right password: a challenge if the user has a factor their policy allows; a
+    /// restricted session that may only enroll if the policy requires MFA of them and its
+    /// grace period is over; else a full session. The one place that decides what a sign-in
+    /// still owes. Factors of kinds the policy no longer allows count as none.
+    /// `mfa` and `policy` are read before `tx` began (reads never wait on the open
+    /// transaction).
     pub(super) async fn after_password(
         &self,
         tx: &mut dyn StoreTx,
         user: &User,
-        mfa: MfaState,
+        mut mfa: MfaState,
+        policy: &crate::org::EffectivePolicy,
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<AfterPassword> {
+        mfa.factors.retain(|f| policy.allows(f.kind));
+        if !mfa.enabled() && policy.console_enforced(now) {
+            let (mut session, token, mut event) = self.new_session(
+                user,
+                vec!["pwd".into()],
+                None,
+                Some(now + REAUTH_WINDOW),
+                client,
+                now,
+            )?;
+            session.state = crate::session::SessionState::EnrollmentOnly;
+            event.details["restricted"] = json!("mfa_enrollment_required");
+            tx.insert_session(&session).await?;
+            tx.insert_event(&event).await?;
+            return Ok(AfterPassword::EnrollmentRequired(session, token));
+        }
         if !mfa.enabled() {
             let (session, token) = self
                 .issue_session(
@@ -301,7 +329,10 @@ impl Services {
         else {
             return Err(Error::InvalidCode);
         };
-        self.mfa_state(challenge.user_id).await
+        let mut state = self.mfa_state(challenge.user_id).await?;
+        let allowed = self.allowed_kinds(challenge.user_id).await?;
+        state.factors.retain(|f| allowed.contains(&f.kind));
+        Ok(state)
     }
 
     /// "Skip for now" after enabling MFA: deletes the backup codes just shown, so the user has
@@ -326,8 +357,12 @@ impl Services {
     }
 
     /// Starts a TOTP enrollment: a new 160-bit secret, sealed, stored for 15 minutes.
-    pub async fn start_totp_enrollment(&self, auth: &FullSession) -> Result<StartedTotpEnrollment> {
-        self.require_method_allowed(FactorKind::Totp)?;
+    pub async fn start_totp_enrollment(
+        &self,
+        auth: &Authenticated,
+    ) -> Result<StartedTotpEnrollment> {
+        self.require_method_allowed(auth.user.id, FactorKind::Totp)
+            .await?;
         self.require_reauth(auth)?;
         let now = self.clock.now();
         let secret = Zeroizing::new(random_bytes::<TOTP_SECRET_BYTES>()?);
@@ -350,28 +385,39 @@ impl Services {
         Ok(self.started(auth, enrollment, secret.as_slice()))
     }
 
-    /// `403 policy_forbids` unless the instance allows enrolling `kind` (`mfa.allowed_methods`).
-    pub(super) fn require_method_allowed(&self, kind: FactorKind) -> Result<()> {
-        let allowed = self.settings.mfa.allowed_methods;
-        if allowed.allows(kind) {
+    /// `403 policy_forbids` unless the user's effective policy (the instance's
+    /// `mfa.allowed_methods` and every organization's) allows enrolling `kind`.
+    pub(super) async fn require_method_allowed(
+        &self,
+        user_id: UserId,
+        kind: FactorKind,
+    ) -> Result<()> {
+        let policy = self.effective_policy(user_id).await?;
+        if policy.allows(kind) {
             return Ok(());
         }
-        let names: Vec<&str> = allowed
-            .kinds()
-            .into_iter()
-            .map(FactorKind::as_str)
-            .collect();
+        let names: Vec<&str> = policy.allowed_methods.iter().map(|k| k.as_str()).collect();
+        let by = if policy.allowed_methods.len() == crate::factor::ALL_FACTOR_KINDS.len() {
+            "this server".to_owned()
+        } else {
+            "your organization's policy or this server".to_owned()
+        };
         Err(Error::PolicyForbids(format!(
-            "this server does not allow {} factors; allowed: {}",
+            "{by} does not allow {} factors; allowed: {}",
             kind.as_str(),
-            names.join(", ")
+            if names.is_empty() {
+                "none (your organizations' policies allow no common method: ask an admin)"
+                    .to_owned()
+            } else {
+                names.join(", ")
+            }
         )))
     }
 
     /// Shows an unfinished enrollment again (after a wrong code), while it lasts.
     pub async fn resume_totp_enrollment(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         enrollment_id: &str,
     ) -> Result<StartedTotpEnrollment> {
         let id: EnrollmentId = enrollment_id.parse().map_err(|_| Error::InvalidCode)?;
@@ -394,7 +440,7 @@ impl Services {
 
     fn started(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         enrollment: TotpEnrollment,
         secret: &[u8],
     ) -> StartedTotpEnrollment {
@@ -417,7 +463,7 @@ impl Services {
     /// made. With `replace` the named TOTP factor is removed in the same transaction.
     pub async fn confirm_totp_enrollment(
         &self,
-        auth: &FullSession,
+        auth: &Authenticated,
         enrollment_id: &str,
         code: &str,
         label: Option<&str>,
@@ -425,7 +471,8 @@ impl Services {
         client: ClientInfo,
     ) -> Result<ConfirmedFactor> {
         // Checked again here: the setting may have changed since the enrollment started.
-        self.require_method_allowed(FactorKind::Totp)?;
+        self.require_method_allowed(auth.user.id, FactorKind::Totp)
+            .await?;
         self.require_reauth(auth)?;
         let label = parse_label(label, "Authenticator app")?;
         let now = self.clock.now();
@@ -500,7 +547,7 @@ impl Services {
     pub(super) async fn activate_factor(
         &self,
         mut tx: Box<dyn StoreTx>,
-        auth: &FullSession,
+        auth: &Authenticated,
         mut factor: Factor,
         replace: Option<FactorId>,
         client: ClientInfo,
@@ -536,9 +583,13 @@ impl Services {
                 .await?;
         }
         // Setting up a factor in a session that signed in with a backup code lifts the
-        // backup-code lock of that session.
-        if auth.session.mfa_method == Some(MfaMethod::BackupCode) {
-            let method = MfaMethod::for_code_factor(factor.kind).unwrap_or(MfaMethod::Totp);
+        // backup-code lock of that session; in a restricted session (policy required MFA) it
+        // makes the same session a full one whose amr names the new factor.
+        let method = MfaMethod::for_code_factor(factor.kind).unwrap_or(MfaMethod::Totp);
+        if auth.session.state == crate::session::SessionState::EnrollmentOnly {
+            tx.set_session_mfa(auth.session.id, method, &method.amr_with_password())
+                .await?;
+        } else if auth.session.mfa_method == Some(MfaMethod::BackupCode) {
             tx.set_session_mfa(auth.session.id, method, &auth.session.amr)
                 .await?;
         }
@@ -625,6 +676,10 @@ impl Services {
         if let Some(retry_after_secs) = context.throttle.retry_after(now) {
             return Err(Error::RateLimited { retry_after_secs });
         }
+        // Factors of kinds the policy no longer allows do not pass the second step.
+        let allowed = self.allowed_kinds(context.user.id).await?;
+        let mut context = context;
+        context.factors.retain(|f| allowed.contains(&f.kind));
         let user = &context.user;
         let outcome = match proof {
             SecondFactorProof::Totp { factor_id, code } => {
@@ -978,6 +1033,14 @@ impl Services {
         if factors.len() == 1 {
             return self.disable_mfa_in(tx, auth, client, now).await;
         }
+        // Removing the last factor the policy allows leaves a user who must have MFA with none.
+        let policy = self.effective_policy(auth.user.id).await?;
+        let others_allowed = factors
+            .iter()
+            .any(|f| f.id != factor_id && policy.allows(f.kind));
+        if !policy.allow_disable && policy.allows(factor.kind) && !others_allowed {
+            return Err(disable_forbidden(&policy));
+        }
         if !tx.delete_factor(auth.user.id, factor_id).await? {
             return Err(Error::NotFound);
         }
@@ -1027,10 +1090,9 @@ impl Services {
         client: ClientInfo,
         now: OffsetDateTime,
     ) -> Result<()> {
-        if !self.settings.mfa.allow_disable {
-            return Err(Error::PolicyForbids(
-                "multi-factor authentication cannot be turned off on this server".into(),
-            ));
+        let policy = self.effective_policy(auth.user.id).await?;
+        if !policy.allow_disable {
+            return Err(disable_forbidden(&policy));
         }
         let factors = tx.delete_factors(auth.user.id).await?;
         if factors == 0 {
@@ -1250,8 +1312,32 @@ impl Services {
 pub(super) enum AfterPassword {
     /// A full session.
     Session(Session, Token),
+    /// A restricted session that may only enroll a factor.
+    EnrollmentRequired(Session, Token),
     /// A challenge for the second step.
     Challenge(MfaChallenge),
+}
+
+/// `403 policy_forbids` saying who forbids turning MFA off.
+fn disable_forbidden(policy: &crate::org::EffectivePolicy) -> Error {
+    let orgs: Vec<&str> = policy
+        .required_by
+        .iter()
+        .chain(policy.disable_forbidden_by.iter())
+        .map(String::as_str)
+        .filter(|name| *name != "this server")
+        .collect();
+    match orgs.first() {
+        Some(org) if policy.required() => Error::PolicyForbids(format!(
+            "Your organization {org} requires MFA: keep at least one sign-in method it allows"
+        )),
+        Some(org) => Error::PolicyForbids(format!(
+            "Your organization {org} does not allow turning multi-factor authentication off"
+        )),
+        None => Error::PolicyForbids(
+            "multi-factor authentication cannot be turned off on this server".into(),
+        ),
+    }
 }
 
 pub(super) fn bounded(input: &str) -> Result<&str> {

@@ -442,6 +442,16 @@ impl Services {
         Ok(EffectivePolicy::fold(&sources, now))
     }
 
+    /// The factor kinds that count for `user_id` (the instance's and every organization's
+    /// allowed methods, intersected): one read, for the second step of sign-in.
+    pub(super) async fn allowed_kinds(&self, user_id: UserId) -> Result<Vec<FactorKind>> {
+        let mut allowed = self.settings.mfa.allowed_methods.kinds();
+        for (org, _) in self.store.orgs_of_user(user_id).await? {
+            allowed.retain(|kind| org.policy.allowed_methods.allows(*kind));
+        }
+        Ok(allowed)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn org_event(
         &self,

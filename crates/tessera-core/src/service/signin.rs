@@ -72,6 +72,7 @@ impl Services {
         };
 
         let mfa = self.mfa_state(user.id).await?;
+        let policy = self.effective_policy(user.id).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         tx.reset_password_failures(&attempt.key).await?;
@@ -80,9 +81,21 @@ impl Services {
                 .await?;
         }
         match self
-            .after_password(tx.as_mut(), &user, mfa, &client, now)
+            .after_password(tx.as_mut(), &user, mfa, &policy, &client, now)
             .await?
         {
+            AfterPassword::EnrollmentRequired(session, token) => {
+                tx.commit().await?;
+                tracing::info!(user_id = %user.id, session_id = %session.id, "signed in: MFA enrollment required");
+                Ok(PasswordOutcome::EnrollmentRequired {
+                    signed_in: SignedIn {
+                        session,
+                        token,
+                        user,
+                    },
+                    deadline: policy.deadline,
+                })
+            }
             AfterPassword::Session(session, token) => {
                 tx.commit().await?;
                 tracing::info!(user_id = %user.id, session_id = %session.id, "signed in");

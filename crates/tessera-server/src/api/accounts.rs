@@ -66,6 +66,15 @@ pub async fn create_session(
     state.metrics.record_signin(&result);
     Ok(match result? {
         PasswordOutcome::SignedIn(signed_in) => signed_in_response(&signed_in).into_response(),
+        PasswordOutcome::EnrollmentRequired {
+            signed_in,
+            deadline,
+        } => {
+            let (status, Json(mut body)) = signed_in_response(&signed_in);
+            body.status = "mfa_enrollment_required";
+            body.deadline = deadline;
+            (status, Json(body)).into_response()
+        }
         PasswordOutcome::MfaRequired(challenge) => {
             (StatusCode::OK, Json(MfaRequiredResponse::from(&challenge))).into_response()
         }
@@ -81,6 +90,7 @@ fn signed_in_response(signed_in: &SignedIn) -> (StatusCode, Json<SignInResponse>
             expires_at: signed_in.session.expires_at,
             user: (&signed_in.user).into(),
             amr: signed_in.session.amr.clone(),
+            deadline: None,
         }),
     )
 }

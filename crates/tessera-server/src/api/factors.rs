@@ -1,10 +1,11 @@
 //! `/api/v1/me/factors`, `/api/v1/me/backup-codes` and `/api/v1/me/mfa`: enrolling an
 //! authenticator app, a phone number or an address, resetting them, labels and the preferred
 //! factor, removing factors, backup codes, disabling MFA. Every route needs a full session and
-//! (checked by the service) the re-auth window.
+//! (checked by the service) the re-auth window — except enrolling a factor (start, resend,
+//! confirm), which a restricted `mfa_enrollment_required` session may do too.
 
 use super::error::{ApiResult, ErrorEnvelope};
-use super::extract::{ApiJson, Client, FullApiSession};
+use super::extract::{ApiJson, ApiSession, Client, FullApiSession};
 use super::wire::*;
 use crate::qr;
 use crate::state::AppState;
@@ -13,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use tessera_core::event::ClientInfo;
 use tessera_core::factor::FactorKind;
-use tessera_core::service::{ContactDestination, FactorUpdate, FullSession};
+use tessera_core::service::{Authenticated, ContactDestination, FactorUpdate};
 
 /// Start enrolling an authenticator app: a new secret and its QR code.
 #[utoipa::path(post, path = "/api/v1/me/factors/totp", tag = "factors",
@@ -25,7 +26,7 @@ use tessera_core::service::{ContactDestination, FactorUpdate, FullSession};
     security(("bearer" = [])))]
 pub async fn start_totp(
     State(state): State<AppState>,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     _body: ApiJson<EmptyRequest>,
 ) -> ApiResult<(StatusCode, Json<TotpEnrollmentResponse>)> {
     let started = state.services.start_totp_enrollment(&auth).await?;
@@ -58,7 +59,7 @@ pub async fn start_totp(
 pub async fn confirm_totp(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     Path(enrollment_id): Path<String>,
     ApiJson(body): ApiJson<ConfirmFactorRequest>,
 ) -> ApiResult<(StatusCode, Json<ConfirmFactorResponse>)> {
@@ -92,7 +93,7 @@ pub async fn confirm_totp(
 pub async fn start_sms(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     ApiJson(body): ApiJson<StartSmsRequest>,
 ) -> ApiResult<(StatusCode, Json<ContactEnrollmentResponse>)> {
     let destination = ContactDestination::Phone {
@@ -117,7 +118,7 @@ pub async fn start_sms(
 pub async fn start_email(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     ApiJson(body): ApiJson<StartEmailRequest>,
 ) -> ApiResult<(StatusCode, Json<ContactEnrollmentResponse>)> {
     let destination = ContactDestination::Email(body.email.as_deref());
@@ -126,7 +127,7 @@ pub async fn start_email(
 
 async fn start_contact(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     destination: ContactDestination<'_>,
     client: ClientInfo,
 ) -> ApiResult<(StatusCode, Json<ContactEnrollmentResponse>)> {
@@ -159,7 +160,7 @@ async fn start_contact(
 pub async fn resend_sms(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     Path(enrollment_id): Path<String>,
     _body: ApiJson<EmptyRequest>,
 ) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
@@ -180,7 +181,7 @@ pub async fn resend_sms(
 pub async fn resend_email(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     Path(enrollment_id): Path<String>,
     _body: ApiJson<EmptyRequest>,
 ) -> ApiResult<(StatusCode, Json<CodeSentResponse>)> {
@@ -189,7 +190,7 @@ pub async fn resend_email(
 
 async fn resend(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     kind: FactorKind,
     enrollment_id: &str,
     client: ClientInfo,
@@ -219,7 +220,7 @@ async fn resend(
 pub async fn confirm_sms(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     Path(enrollment_id): Path<String>,
     ApiJson(body): ApiJson<ConfirmFactorRequest>,
 ) -> ApiResult<(StatusCode, Json<ConfirmFactorResponse>)> {
@@ -243,7 +244,7 @@ pub async fn confirm_sms(
 pub async fn confirm_email(
     State(state): State<AppState>,
     Client(client): Client,
-    FullApiSession(auth): FullApiSession,
+    ApiSession(auth): ApiSession,
     Path(enrollment_id): Path<String>,
     ApiJson(body): ApiJson<ConfirmFactorRequest>,
 ) -> ApiResult<(StatusCode, Json<ConfirmFactorResponse>)> {
@@ -260,7 +261,7 @@ pub async fn confirm_email(
 
 async fn confirm_contact(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     kind: FactorKind,
     enrollment_id: &str,
     body: ConfirmFactorRequest,

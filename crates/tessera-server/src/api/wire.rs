@@ -71,7 +71,8 @@ pub struct SignInRequest {
 /// A completed sign-in.
 #[derive(Serialize, ToSchema)]
 pub struct SignInResponse {
-    /// `authenticated`.
+    /// `authenticated`, or `mfa_enrollment_required`: a restricted session that may only read
+    /// `GET /api/v1/me`, enroll an allowed factor and sign out, until a factor is confirmed.
     pub status: &'static str,
     /// The bearer token; shown once.
     pub session_token: String,
@@ -83,6 +84,13 @@ pub struct SignInResponse {
     pub user: UserResponse,
     /// RFC 8176 authentication methods.
     pub amr: Vec<String>,
+    /// For `mfa_enrollment_required`: when the requirement was enforced.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
 }
 
 /// One session in the list.

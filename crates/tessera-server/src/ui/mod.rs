@@ -33,6 +33,9 @@ use tessera_core::ids::SessionId;
 use tessera_core::service::{Authenticated, FullSession, NewAccount, PasswordOutcome};
 use time::Duration;
 
+/// Where a session that must set up MFA is sent, whatever page it asks for.
+pub const REQUIRED_SETUP_PATH: &str = "/settings/security/required";
+
 const STYLESHEET: &str = include_str!("../../static/tessera.css");
 const SCRIPT: &str = include_str!("../../static/tessera.js");
 
@@ -297,6 +300,10 @@ async fn login_submit(
         Ok(PasswordOutcome::SignedIn(signed_in)) => {
             let jar = jar.add(session_cookie(&state, signed_in.token.expose().to_owned()));
             (jar, Redirect::to("/settings/security")).into_response()
+        }
+        Ok(PasswordOutcome::EnrollmentRequired { signed_in, .. }) => {
+            let jar = jar.add(session_cookie(&state, signed_in.token.expose().to_owned()));
+            (jar, Redirect::to(REQUIRED_SETUP_PATH)).into_response()
         }
         Ok(PasswordOutcome::MfaRequired(challenge)) => {
             let jar = jar.add(mfa::challenge_cookie(&state, &challenge));
