@@ -16,6 +16,7 @@ mod mfa;
 mod mfa_browser;
 mod mfa_interop;
 mod notify;
+mod orgs;
 mod outbox;
 mod pages;
 mod redaction;

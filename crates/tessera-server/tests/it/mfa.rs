@@ -564,7 +564,7 @@ on_both_backends!(wrong_codes_lock_the_second_step);
 // 5. The challenge token opens nothing else ---------------------------------------------------
 
 /// Replaces every `{param}` of an OpenAPI path with an id.
-fn concrete(path: &str) -> String {
+pub(crate) fn concrete(path: &str) -> String {
     let mut out = String::new();
     let mut rest = path;
     while let Some(start) = rest.find('{') {
