@@ -6,7 +6,7 @@
 //! again when the re-auth window is closed, before any code is sent).
 
 use super::mfa::{Action, backup_codes_page, reauth_page};
-use super::{Client, capitalize, error_page, human_seconds, render_security, signed_in_form};
+use super::{Client, capitalize, error_page, human_seconds, render_settings_or_required};
 use crate::api::wire::DELIVERY_FAILING_MESSAGE;
 use crate::state::AppState;
 use askama::Template;
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tessera_core::Error;
 use tessera_core::factor::{FactorKind, mask_destination};
-use tessera_core::service::{CodeSent, ContactDestination, FullSession};
+use tessera_core::service::{Authenticated, CodeSent, ContactDestination};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "contact_setup.html")]
@@ -42,7 +42,7 @@ pub(super) struct ContactTemplate {
 }
 
 impl ContactTemplate {
-    fn new(state: &AppState, auth: &FullSession, kind: FactorKind, replace: &str) -> Self {
+    fn new(state: &AppState, auth: &Authenticated, kind: FactorKind, replace: &str) -> Self {
         let is_sms = kind == FactorKind::Sms;
         let title = match (is_sms, replace.is_empty()) {
             (true, true) => "Add a phone number",
@@ -97,7 +97,7 @@ fn add_action(kind: FactorKind, replace: &str) -> Action {
 /// The number or address form, once the re-auth window is open (else the password prompt).
 pub(super) fn entry_page(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     kind: FactorKind,
     replace: &str,
 ) -> Result<Response, Error> {
@@ -110,7 +110,7 @@ pub(super) fn entry_page(
 /// "Change number": the form for the kind of the named factor.
 pub(super) async fn replace_entry_page(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     factor_id: &str,
 ) -> Result<Response, Error> {
     let factors = state.services.mfa_state(auth.user.id).await?.factors;
@@ -143,7 +143,7 @@ pub(super) async fn start_submit(
     Path(kind): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (auth, form) = match signed_in_form::<StartForm>(&state, &headers, &body).await {
+    let (auth, form) = match super::enrolling_form::<StartForm>(&state, &headers, &body).await {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -197,7 +197,7 @@ struct ConfirmForm {
 /// The code page of an unfinished enrollment, rebuilt from the store.
 async fn code_page(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     kind: FactorKind,
     enrollment_id: &str,
     replace: &str,
@@ -223,7 +223,7 @@ pub(super) async fn confirm_submit(
     Path((kind, enrollment_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (auth, form) = match signed_in_form::<ConfirmForm>(&state, &headers, &body).await {
+    let (auth, form) = match super::enrolling_form::<ConfirmForm>(&state, &headers, &body).await {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -265,11 +265,10 @@ pub(super) async fn confirm_submit(
                     (StatusCode::UNAUTHORIZED, page).into_response()
                 }
                 Err(_) => {
-                    render_security(
+                    render_settings_or_required(
                         &state,
                         &auth,
                         Some("The setup expired. Start again.".into()),
-                        Default::default(),
                         StatusCode::UNAUTHORIZED,
                     )
                     .await
@@ -309,7 +308,7 @@ pub(super) async fn resend_submit(
     Path((kind, enrollment_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (auth, form) = match signed_in_form::<ResendForm>(&state, &headers, &body).await {
+    let (auth, form) = match super::enrolling_form::<ResendForm>(&state, &headers, &body).await {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -318,11 +317,10 @@ pub(super) async fn resend_submit(
     };
     let Ok(page) = code_page(&state, &auth, kind, &enrollment_id, &form.replace_factor_id).await
     else {
-        return render_security(
+        return render_settings_or_required(
             &state,
             &auth,
             Some("The setup expired. Start again.".into()),
-            Default::default(),
             StatusCode::NOT_FOUND,
         )
         .await;
@@ -354,7 +352,7 @@ pub(super) async fn resend_submit(
 /// The page for a refused start, confirmation or resend: the same form with the reason.
 async fn refused(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     mut page: ContactTemplate,
     action: Action,
     error: Error,
@@ -369,11 +367,10 @@ async fn refused(
         Error::InvalidRequest(_) | Error::Conflict(_) => capitalize(&error.to_string()),
         Error::NotFound => "That sign-in method no longer exists.".to_owned(),
         Error::PolicyForbids(_) => {
-            return render_security(
+            return render_settings_or_required(
                 state,
                 auth,
                 Some(capitalize(&error.to_string())),
-                Default::default(),
                 StatusCode::FORBIDDEN,
             )
             .await;

@@ -27,7 +27,9 @@ use serde::Deserialize;
 use tessera_core::Error;
 use tessera_core::event::ClientInfo;
 use tessera_core::factor::{CHALLENGE_TTL, Factor, FactorKind};
-use tessera_core::service::{FullSession, MfaChallenge, SecondFactorProof, StartedTotpEnrollment};
+use tessera_core::service::{
+    Authenticated, FullSession, MfaChallenge, SecondFactorProof, StartedTotpEnrollment,
+};
 
 /// Where the second step of sign-in is.
 pub const SECOND_STEP_PATH: &str = "/login/mfa";
@@ -601,7 +603,7 @@ pub(super) async fn reauth_submit(
 
 pub(super) fn reauth_page(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     action: &Action,
     error: Option<String>,
     status: StatusCode,
@@ -691,7 +693,7 @@ async fn perform(
 
 fn setup_page(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     started: &StartedTotpEnrollment,
     replace_factor_id: &str,
     error: Option<String>,
@@ -712,7 +714,7 @@ fn setup_page(
 
 pub(super) fn backup_codes_page(
     state: &AppState,
-    auth: &FullSession,
+    auth: &Authenticated,
     codes: &[tessera_otp::BackupCode],
     first_time: bool,
 ) -> Response {
@@ -762,7 +764,7 @@ pub(super) async fn confirm_submit(
     Path(enrollment_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (auth, form) = match signed_in_form::<ConfirmForm>(&state, &headers, &body).await {
+    let (auth, form) = match super::enrolling_form::<ConfirmForm>(&state, &headers, &body).await {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
@@ -803,11 +805,10 @@ pub(super) async fn confirm_submit(
                 )
                 .unwrap_or_else(|error| error_page(&error)),
                 Err(_) => {
-                    render_security(
+                    super::render_settings_or_required(
                         &state,
                         &auth,
                         Some("The setup expired. Start again.".into()),
-                        Default::default(),
                         StatusCode::UNAUTHORIZED,
                     )
                     .await
@@ -821,13 +822,13 @@ pub(super) async fn confirm_submit(
             Some("Your password confirmation expired. Confirm it and scan the new code.".into()),
             StatusCode::FORBIDDEN,
         ),
-        Err(error @ Error::InvalidRequest(_)) => {
-            render_security(
+        Err(error @ (Error::InvalidRequest(_) | Error::PolicyForbids(_))) => {
+            let status = crate::api::error::status_of(&error);
+            super::render_settings_or_required(
                 &state,
                 &auth,
                 Some(capitalize(&error.to_string())),
-                Default::default(),
-                StatusCode::BAD_REQUEST,
+                status,
             )
             .await
         }
@@ -835,17 +836,148 @@ pub(super) async fn confirm_submit(
     }
 }
 
-/// The MFA section of Settings → Security.
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_required.html")]
+pub(super) struct RequiredTemplate {
+    pub csrf_token: String,
+    pub user_email: String,
+    pub required_by: String,
+    pub allow_totp: bool,
+    pub allow_sms: bool,
+    pub allow_email: bool,
+    pub none_allowed: bool,
+    pub notice: Option<String>,
+}
+
+/// The page a restricted session is held on: what the policy asks and the methods it allows.
+pub(super) async fn required_page(
+    state: &AppState,
+    auth: &Authenticated,
+    notice: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let policy = match state.services.effective_policy(auth.user.id).await {
+        Ok(policy) => policy,
+        Err(error) => return error_page(&error),
+    };
+    let page = RequiredTemplate {
+        csrf_token: state.services.csrf_token(auth),
+        user_email: auth.user.email.to_string(),
+        required_by: if policy.required_by.is_empty() {
+            "This server".to_owned()
+        } else {
+            policy.required_by.join(", ")
+        },
+        allow_totp: policy.allows(FactorKind::Totp),
+        allow_sms: policy.allows(FactorKind::Sms),
+        allow_email: policy.allows(FactorKind::Email),
+        none_allowed: policy.allowed_methods.is_empty(),
+        notice,
+    };
+    let mut response = (status, page).into_response();
+    // Never cached: Back must ask the server again, which sends it here.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// `GET /settings/security/required`.
+pub(super) async fn required_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let auth = match super::enrolling_session(&state, &headers).await {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    if auth.session.state == tessera_core::session::SessionState::Full {
+        return Redirect::to("/settings/security").into_response();
+    }
+    required_page(&state, &auth, None, StatusCode::OK).await
+}
+
+/// `POST /settings/security/required`: "Set up" buttons of a restricted session.
+pub(super) async fn required_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (auth, form) = match super::enrolling_form::<ActionForm>(&state, &headers, &body).await {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let result = match form.action.as_str() {
+        "enable" => match state.services.start_totp_enrollment(&auth).await {
+            Ok(started) => setup_page(&state, &auth, &started, "", None, StatusCode::OK),
+            Err(error) => Err(error),
+        },
+        "add_phone" => super::contact::entry_page(&state, &auth, FactorKind::Sms, ""),
+        "add_email" => super::contact::entry_page(&state, &auth, FactorKind::Email, ""),
+        _ => Err(Error::invalid("unknown action")),
+    };
+    match result {
+        Ok(response) => response,
+        Err(Error::ReauthRequired) => required_page(
+            &state,
+            &auth,
+            Some(
+                "Your sign-in is more than 10 minutes old: sign out and sign in again to continue."
+                    .into(),
+            ),
+            StatusCode::FORBIDDEN,
+        )
+        .await,
+        Err(error @ (Error::PolicyForbids(_) | Error::InvalidRequest(_))) => {
+            let status = crate::api::error::status_of(&error);
+            required_page(&state, &auth, Some(capitalize(&error.to_string())), status).await
+        }
+        Err(other) => error_page(&other),
+    }
+}
+
+/// The MFA section of Settings → Security, under the user's effective policy.
 pub(super) async fn settings_view(
     state: &AppState,
     auth: &FullSession,
 ) -> Result<MfaSettingsView, Error> {
     let mfa = state.services.mfa_state(auth.user.id).await?;
+    let policy = state.services.effective_policy(auth.user.id).await?;
     let settings = state.services.settings().mfa;
-    Ok(MfaSettingsView::new(
+    let allowed = tessera_core::factor::AllowedMethods::of(&policy.allowed_methods)
+        .unwrap_or(settings.allowed_methods);
+    let mut view = MfaSettingsView::new(
         &mfa,
-        settings.allow_disable,
+        policy.allow_disable,
         auth.session.mfa_method == Some(tessera_core::factor::MfaMethod::BackupCode),
-        settings.allowed_methods,
-    ))
+        allowed,
+    );
+    let orgs = policy
+        .required_by
+        .iter()
+        .chain(policy.disable_forbidden_by.iter())
+        .find(|n| *n != "this server");
+    view.disable_reason = match orgs {
+        Some(org) if policy.required() => {
+            format!("Your organization {org} requires MFA: it cannot be turned off.")
+        }
+        Some(org) => format!("Your organization {org} does not allow turning MFA off."),
+        None => {
+            "This server requires multi-factor authentication: it cannot be turned off once on."
+                .to_owned()
+        }
+    };
+    let compliant = policy.satisfied_by(mfa.factors.iter().map(|f| f.kind));
+    if policy.required() && !compliant {
+        view.policy_banner = Some(match policy.deadline {
+            Some(deadline) => format!(
+                "{} requires multi-factor authentication. Set it up before {}; after that you will have to set it up before anything else.",
+                policy.required_by.join(", "),
+                super::pages::format_time(deadline)
+            ),
+            None => format!(
+                "{} requires multi-factor authentication.",
+                policy.required_by.join(", ")
+            ),
+        });
+    }
+    Ok(view)
 }

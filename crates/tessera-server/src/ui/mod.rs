@@ -69,6 +69,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(revoke_session),
         )
         .route("/settings/security/mfa", post(mfa::action_submit))
+        .route(
+            REQUIRED_SETUP_PATH,
+            get(mfa::required_get).post(mfa::required_submit),
+        )
         .route("/settings/security/reauth", post(mfa::reauth_submit))
         .route(
             "/settings/security/mfa/setup/{enrollment_id}",
@@ -114,10 +118,55 @@ async fn page_session(state: &AppState, headers: &HeaderMap) -> Result<FullSessi
         .and_then(Authenticated::full)
     {
         Ok(full) => Ok(full),
-        Err(Error::Unauthenticated | Error::MfaEnrollmentRequired) => {
-            Err(Redirect::to("/login").into_response())
-        }
+        Err(Error::Unauthenticated) => Err(Redirect::to("/login").into_response()),
+        // A restricted session is sent to the setup page from every page, so neither a typed
+        // URL nor the Back button leaves it.
+        Err(Error::MfaEnrollmentRequired) => Err(Redirect::to(REQUIRED_SETUP_PATH).into_response()),
         Err(other) => Err(error_page(&other)),
+    }
+}
+
+/// The signed-in user of a page that a restricted (`mfa_enrollment_required`) session may
+/// use too: the setup pages.
+async fn enrolling_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Authenticated, Response> {
+    let Some((token, _)) = session_token(&request_parts(headers), state.cookie_name()) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    match state.services.authenticate(&token).await {
+        Ok(auth) => Ok(auth),
+        Err(Error::Unauthenticated) => Err(Redirect::to("/login").into_response()),
+        Err(other) => Err(error_page(&other)),
+    }
+}
+
+/// A setup page's form post (restricted sessions included), its CSRF token checked.
+async fn enrolling_form<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Authenticated, T), Response> {
+    let auth = enrolling_session(state, headers).await?;
+    let CsrfForm { csrf_token } = parse_form(body)?;
+    if !csrf_ok(state, &auth, &csrf_token) {
+        return Err(csrf_failure());
+    }
+    Ok((auth, parse_form(body)?))
+}
+
+/// Settings → Security with `notice` for a full session, the setup-required page for a
+/// restricted one.
+async fn render_settings_or_required(
+    state: &AppState,
+    auth: &Authenticated,
+    notice: Option<String>,
+    status: StatusCode,
+) -> Response {
+    match auth.clone().full() {
+        Ok(full) => render_security(state, &full, notice, PasswordErrors::default(), status).await,
+        Err(_) => mfa::required_page(state, auth, notice, status).await,
     }
 }
 

@@ -139,6 +139,10 @@ pub(super) struct MfaSettingsView {
     pub allow_email: bool,
     /// Every factor is SMS or email: Settings suggests an authenticator app.
     pub only_codes_by_message: bool,
+    /// Why MFA cannot be turned off (when `allow_disable` is false).
+    pub disable_reason: String,
+    /// A requirement the user does not meet yet, with its deadline.
+    pub policy_banner: Option<String>,
 }
 
 impl MfaSettingsView {
@@ -153,6 +157,8 @@ impl MfaSettingsView {
             allow_sms: allowed.allows(FactorKind::Sms),
             allow_email: allowed.allows(FactorKind::Email),
             only_codes_by_message: mfa.enabled() && mfa.factors.iter().all(|f| f.receives_codes()),
+            disable_reason: String::new(),
+            policy_banner: None,
             enabled: mfa.enabled(),
             factors: mfa
                 .factors
