@@ -11,6 +11,7 @@
 
 mod contact;
 mod mfa;
+mod orgs;
 mod pages;
 
 use crate::api::extract::{Client, session_token};
@@ -90,6 +91,20 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/settings/security/mfa/contact/{kind}/{enrollment_id}/resend",
             post(contact::resend_submit),
         )
+        .route("/orgs", get(orgs::list_page).post(orgs::create_submit))
+        .route(
+            "/orgs/{id}/members",
+            get(orgs::members_page).post(orgs::add_submit),
+        )
+        .route("/orgs/{id}/members/{user_id}/role", post(orgs::role_submit))
+        .route(
+            "/orgs/{id}/members/{user_id}/remove",
+            post(orgs::remove_submit),
+        )
+        .route(
+            "/orgs/{id}/security",
+            get(orgs::security_page).post(orgs::security_submit),
+        )
         .route(mfa::SECOND_STEP_PATH, get(mfa::second_step_page))
         .route("/static/tessera.css", get(stylesheet))
         .route("/static/tessera.js", get(script))
@@ -125,6 +140,10 @@ async fn page_session(state: &AppState, headers: &HeaderMap) -> Result<FullSessi
         Err(other) => Err(error_page(&other)),
     }
 }
+
+/// A form with no fields but the CSRF token.
+#[derive(Deserialize)]
+struct Nothing {}
 
 /// The signed-in user of a page that a restricted (`mfa_enrollment_required`) session may
 /// use too: the setup pages.

@@ -17,6 +17,7 @@ mod mfa_browser;
 mod mfa_interop;
 mod notify;
 mod orgs;
+mod orgs_browser;
 mod outbox;
 mod pages;
 mod redaction;
