@@ -51,6 +51,8 @@ pub enum EventKind {
     SecondFactorLocked,
     /// An operator reset the account's MFA.
     MfaResetCompleted,
+    /// An MFA reset link was sent.
+    MfaResetRequested,
     /// An organization's MFA policy changed.
     OrgPolicyChanged,
     /// The user was added to an organization (or created it).
@@ -88,6 +90,7 @@ impl EventKind {
             EventKind::SecondFactorFailed => "second_factor_failed",
             EventKind::SecondFactorLocked => "second_factor_locked",
             EventKind::MfaResetCompleted => "mfa_reset_completed",
+            EventKind::MfaResetRequested => "mfa_reset_requested",
             EventKind::OrgPolicyChanged => "org_policy_changed",
             EventKind::MemberAdded => "member_added",
             EventKind::MemberRemoved => "member_removed",

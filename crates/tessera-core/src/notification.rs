@@ -127,6 +127,29 @@ pub enum Notification {
     /// A one-time code for an SMS or email factor. The code travels sealed
     /// ([`crate::otc::seal_for_outbox`]): the outbox row never holds it in clear, and only
     /// the delivery worker, which has the key ring, opens it to write the message.
+    /// A link to reset the user's MFA, asked for by an organization's admin or an operator.
+    /// The link's token travels sealed (see [`crate::otc::seal_secret_for_outbox`]).
+    MfaResetLink {
+        /// The name to greet.
+        display_name: String,
+        /// Who asked: the organization's name, or `None` for the server's operator.
+        org_name: Option<String>,
+        /// The sealed token of `/mfa-reset/{token}`, base64.
+        sealed_token: String,
+        /// When the link stops working (RFC 3339).
+        expires_at: String,
+    },
+    /// An MFA reset was completed (to the user, and to the admin who asked for it).
+    MfaResetCompleted {
+        /// The name to greet.
+        display_name: String,
+        /// For the admin's copy: whose reset it was.
+        member_email: Option<String>,
+        /// When (RFC 3339).
+        at: String,
+        /// From which address.
+        ip: Option<String>,
+    },
     OneTimeCode {
         /// What the code is for: `enrollment`, `signin` or `reauth`.
         purpose: String,

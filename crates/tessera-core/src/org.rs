@@ -346,6 +346,28 @@ pub struct OrgMember {
     pub added_at: OffsetDateTime,
 }
 
+/// How long an MFA reset link works.
+pub const MFA_RESET_LINK_TTL: Duration = Duration::hours(72);
+
+/// An MFA reset link as stored (only its token's hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaResetRequest {
+    /// Its id.
+    pub id: crate::ids::EnrollmentId,
+    /// Whose MFA it resets.
+    pub user_id: crate::ids::UserId,
+    /// The organization whose admin asked (`None`: an operator).
+    pub org_id: Option<OrgId>,
+    /// Who asked (`None`: an operator).
+    pub requested_by: Option<crate::ids::UserId>,
+    /// SHA-256 of the link's token.
+    pub token_hash: crate::crypto::TokenHash,
+    /// When it was asked for.
+    pub created_at: OffsetDateTime,
+    /// When the link stops working.
+    pub expires_at: OffsetDateTime,
+}
+
 /// Checks an organization name: trimmed, 1 to [`MAX_ORG_NAME_CHARS`] characters, no control
 /// characters.
 pub fn parse_org_name(name: &str) -> Result<String> {

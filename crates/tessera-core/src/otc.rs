@@ -152,6 +152,33 @@ pub fn open_from_outbox(
     Ok(Zeroizing::new(digits.to_owned()))
 }
 
+/// Seals a secret other than a code (an MFA reset link's token) for the outbox message to
+/// `recipient`, bound to `purpose` like [`seal_for_outbox`].
+pub fn seal_secret_for_outbox(
+    keys: &KeyRing,
+    secret: &str,
+    recipient: &str,
+    purpose: &str,
+) -> Result<String> {
+    let aad = format!("outbox-secret|{purpose}|{recipient}");
+    Ok(STANDARD.encode(keys.seal(secret.as_bytes(), aad.as_bytes())?))
+}
+
+/// Opens a secret sealed by [`seal_secret_for_outbox`]; fails closed.
+pub fn open_secret_from_outbox(
+    keys: &KeyRing,
+    sealed: &str,
+    recipient: &str,
+    purpose: &str,
+) -> Result<Zeroizing<String>> {
+    let fail = || Error::Internal("outbox secret: the sealed value does not open".into());
+    let sealed = STANDARD.decode(sealed).map_err(|_| fail())?;
+    let aad = format!("outbox-secret|{purpose}|{recipient}");
+    let opened = Zeroizing::new(keys.open(&sealed, aad.as_bytes())?);
+    let text = std::str::from_utf8(&opened).map_err(|_| fail())?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
 /// The keyed hash of a code as typed (already normalized by [`normalize_code`]).
 pub fn code_hash(
     pepper: &Pepper,

@@ -15,7 +15,7 @@ use crate::factor::{
 };
 use crate::ids::{ChallengeId, EnrollmentId, FactorId, OrgId, SessionId, UserId};
 use crate::notification::{Channel, NewOutboxMessage, OutboxMessage};
-use crate::org::{OrgMember, OrgPolicy, Organization, Role};
+use crate::org::{MfaResetRequest, OrgMember, OrgPolicy, Organization, Role};
 use crate::otc::{CodePurpose, IssuedCode, SendCounts};
 use crate::session::Session;
 use crate::throttle::{PasswordThrottle, SecondFactorThrottle, ThrottleKey};
@@ -191,6 +191,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether messages on `channel` are known to be failing: a message created at or after
     /// `since` is still unsent after a failed delivery attempt.
     async fn delivery_failing(&self, channel: Channel, since: OffsetDateTime) -> StoreResult<bool>;
+
+    /// The MFA reset link whose token hashes to `token_hash`, whatever its state, with
+    /// whether it was opened.
+    async fn mfa_reset_by_token(
+        &self,
+        token_hash: &TokenHash,
+    ) -> StoreResult<Option<(MfaResetRequest, bool)>>;
 
     /// The organizations `user_id` belongs to, with their role, oldest first.
     async fn orgs_of_user(&self, user_id: UserId) -> StoreResult<Vec<(Organization, Role)>>;
@@ -459,6 +466,30 @@ pub trait StoreTx: Send {
     /// (PostgreSQL) or the write lock (SQLite) before anything is read, so two concurrent
     /// changes see each other's result instead of deciding from the same stale reads.
     async fn lock_user_mfa(&mut self, user_id: UserId) -> StoreResult<()>;
+
+    /// Ends every unopened MFA reset link of `user_id` (a newer request voids older links).
+    async fn void_mfa_resets(&mut self, user_id: UserId, now: OffsetDateTime) -> StoreResult<()>;
+
+    /// Stores a new MFA reset link.
+    async fn insert_mfa_reset(&mut self, reset: &MfaResetRequest) -> StoreResult<()>;
+
+    /// Uses the link whose token hashes to `token_hash` if it is unopened and unexpired at
+    /// `now`, tying it to the restricted session `session_id` (one conditional `UPDATE`);
+    /// `None` when it was used, expired or never existed.
+    async fn open_mfa_reset(
+        &mut self,
+        token_hash: &TokenHash,
+        session_id: SessionId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<MfaResetRequest>>;
+
+    /// Completes the opened, uncompleted reset of the restricted session `session_id`;
+    /// `None` when the session is not a reset's.
+    async fn complete_mfa_reset(
+        &mut self,
+        session_id: SessionId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<MfaResetRequest>>;
 
     /// Stores a new organization.
     async fn insert_org(&mut self, org: &Organization) -> StoreResult<()>;

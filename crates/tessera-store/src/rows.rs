@@ -14,7 +14,7 @@ use tessera_core::factor::{
 };
 use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, OrgId, SessionId, UserId};
 use tessera_core::notification::{Channel, Notification, OutboxMessage};
-use tessera_core::org::{OrgMember, OrgPolicy, Organization, PolicyScope, Role};
+use tessera_core::org::{MfaResetRequest, OrgMember, OrgPolicy, Organization, PolicyScope, Role};
 use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::{Session, SessionState};
 use tessera_core::store::{SealedSecret, SecretOwner};
@@ -686,4 +686,52 @@ pub(crate) fn methods_text(methods: AllowedMethods) -> String {
         .map(FactorKind::as_str)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The columns of [`ResetRow`], for `SELECT` and `RETURNING` lists.
+macro_rules! reset_columns {
+    () => {
+        "id, user_id, org_id, requested_by, token_hash, created_at, expires_at, opened_at"
+    };
+}
+pub(crate) use reset_columns;
+
+/// An `mfa_resets` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResetRow {
+    id: String,
+    user_id: String,
+    org_id: Option<String>,
+    requested_by: Option<String>,
+    token_hash: Vec<u8>,
+    created_at: i64,
+    expires_at: i64,
+    pub(crate) opened_at: Option<i64>,
+}
+
+impl TryFrom<ResetRow> for MfaResetRequest {
+    type Error = StoreError;
+
+    fn try_from(row: ResetRow) -> StoreResult<Self> {
+        let hash: [u8; 32] = row
+            .token_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("mfa_resets.token_hash"))?;
+        Ok(MfaResetRequest {
+            id: EnrollmentId(parse_uuid(&row.id, "mfa_resets.id")?),
+            user_id: UserId(parse_uuid(&row.user_id, "mfa_resets.user_id")?),
+            org_id: row
+                .org_id
+                .map(|id| parse_uuid(&id, "mfa_resets.org_id").map(OrgId))
+                .transpose()?,
+            requested_by: row
+                .requested_by
+                .map(|id| parse_uuid(&id, "mfa_resets.requested_by").map(UserId))
+                .transpose()?,
+            token_hash: TokenHash(hash),
+            created_at: from_unix_seconds(row.created_at),
+            expires_at: from_unix_seconds(row.expires_at),
+        })
+    }
 }

@@ -3,9 +3,10 @@
 use crate::error::map_error;
 use crate::rows::{
     ChallengeRow, CodeRow, ContactEnrollmentRow, ContextFactorRow, CredentialsRow, EnrollmentRow,
-    EventRow, FactorRow, MemberRow, OrgRoleRow, OrgRow, OutboxRow, SealedSecretRow, SessionRow,
-    ThrottleRow, UserRow, challenge_columns, contact_enrollment_columns, enrollment_columns,
-    event_columns, factor_columns, org_columns, parse_role, session_columns, user_columns,
+    EventRow, FactorRow, MemberRow, OrgRoleRow, OrgRow, OutboxRow, ResetRow, SealedSecretRow,
+    SessionRow, ThrottleRow, UserRow, challenge_columns, contact_enrollment_columns,
+    enrollment_columns, event_columns, factor_columns, org_columns, parse_role, reset_columns,
+    session_columns, user_columns,
 };
 use crate::tx::SqlTx;
 use crate::{SqlStore, dialect};
@@ -19,7 +20,7 @@ use tessera_core::factor::{
 };
 use tessera_core::ids::{EnrollmentId, OrgId, SessionId, UserId};
 use tessera_core::notification::{Channel, OutboxMessage};
-use tessera_core::org::{OrgMember, Organization, Role};
+use tessera_core::org::{MfaResetRequest, OrgMember, Organization, Role};
 use tessera_core::otc::{CodePurpose, IssuedCode};
 use tessera_core::session::Session;
 use tessera_core::store::{
@@ -361,6 +362,26 @@ impl Store for SqlStore {
         .await
         .map_err(map_error)?;
         Ok(failing > 0)
+    }
+
+    async fn mfa_reset_by_token(
+        &self,
+        token_hash: &TokenHash,
+    ) -> StoreResult<Option<(MfaResetRequest, bool)>> {
+        let row = sqlx::query_as::<_, ResetRow>(concat!(
+            "SELECT ",
+            reset_columns!(),
+            " FROM mfa_resets WHERE token_hash = $1"
+        ))
+        .bind(&token_hash.0[..])
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            let opened = row.opened_at.is_some();
+            MfaResetRequest::try_from(row).map(|reset| (reset, opened))
+        })
+        .transpose()
     }
 
     async fn orgs_of_user(&self, user_id: UserId) -> StoreResult<Vec<(Organization, Role)>> {

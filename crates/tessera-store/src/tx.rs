@@ -4,21 +4,22 @@
 
 use crate::error::{map_conflict, map_error};
 use crate::rows::{
-    ContactEnrollmentRow, EnrollmentRow, FactorRow, amr_json, contact_enrollment_columns,
+    ContactEnrollmentRow, EnrollmentRow, FactorRow, ResetRow, amr_json, contact_enrollment_columns,
     count_to_u32, enrollment_columns, factor_columns, json_text, methods_text, notification_json,
-    parse_role, roles_text, u64_to_i64,
+    parse_role, reset_columns, roles_text, u64_to_i64,
 };
 use async_trait::async_trait;
 use sqlx::Any;
 use tessera_core::clock::from_unix_seconds;
 use tessera_core::clock::unix_seconds;
+use tessera_core::crypto::TokenHash;
 use tessera_core::event::NewEvent;
 use tessera_core::factor::{
     Challenge, ContactEnrollment, Factor, MfaMethod, ReportState, TotpEnrollment,
 };
 use tessera_core::ids::{ChallengeId, EnrollmentId, FactorId, OrgId, SessionId, UserId};
 use tessera_core::notification::NewOutboxMessage;
-use tessera_core::org::{OrgPolicy, Organization, Role};
+use tessera_core::org::{MfaResetRequest, OrgPolicy, Organization, Role};
 use tessera_core::otc::{CODE_TTL, CodePurpose, MAX_CODE_TRIES, SendCounts};
 use tessera_core::session::Session;
 use tessera_core::store::{CodeSend, NewCode, NewUser, SecretOwner, StoreResult, StoreTx};
@@ -339,6 +340,77 @@ impl StoreTx for SqlTx {
             .await
             .map_err(map_error)?;
         Ok(())
+    }
+
+    async fn void_mfa_resets(&mut self, user_id: UserId, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE mfa_resets SET expires_at = $2 \
+             WHERE user_id = $1 AND opened_at IS NULL AND expires_at > $2",
+        )
+        .bind(user_id.to_string())
+        .bind(unix_seconds(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn insert_mfa_reset(&mut self, reset: &MfaResetRequest) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mfa_resets (id, user_id, org_id, requested_by, token_hash, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(reset.id.to_string())
+        .bind(reset.user_id.to_string())
+        .bind(reset.org_id.map(|id| id.to_string()))
+        .bind(reset.requested_by.map(|id| id.to_string()))
+        .bind(&reset.token_hash.0[..])
+        .bind(unix_seconds(reset.created_at))
+        .bind(unix_seconds(reset.expires_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_conflict("reset already exists"))?;
+        Ok(())
+    }
+
+    async fn open_mfa_reset(
+        &mut self,
+        token_hash: &TokenHash,
+        session_id: SessionId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<MfaResetRequest>> {
+        sqlx::query_as::<_, ResetRow>(concat!(
+            "UPDATE mfa_resets SET opened_at = $3, session_id = $2 \
+             WHERE token_hash = $1 AND opened_at IS NULL AND expires_at > $3 RETURNING ",
+            reset_columns!()
+        ))
+        .bind(&token_hash.0[..])
+        .bind(session_id.to_string())
+        .bind(unix_seconds(now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .map(MfaResetRequest::try_from)
+        .transpose()
+    }
+
+    async fn complete_mfa_reset(
+        &mut self,
+        session_id: SessionId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<MfaResetRequest>> {
+        sqlx::query_as::<_, ResetRow>(concat!(
+            "UPDATE mfa_resets SET completed_at = $2 \
+             WHERE session_id = $1 AND completed_at IS NULL RETURNING ",
+            reset_columns!()
+        ))
+        .bind(session_id.to_string())
+        .bind(unix_seconds(now))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_error)?
+        .map(MfaResetRequest::try_from)
+        .transpose()
     }
 
     async fn insert_org(&mut self, org: &Organization) -> StoreResult<()> {

@@ -77,11 +77,15 @@ enum AdminCommand {
     /// List the accounts.
     ListUsers,
     /// Remove every MFA factor and backup code of an account (a user who lost everything);
-    /// records the event and emails the user.
+    /// records the event and emails the user. With `--link`, nothing is removed at once: the
+    /// user is emailed a single-use link (72 hours) to set up a new factor with their password.
     ResetMfa {
         /// The account's email address.
         #[arg(long)]
         email: String,
+        /// Email a reset link instead of removing the factors now.
+        #[arg(long)]
+        link: bool,
     },
 }
 
@@ -190,7 +194,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} account(s)", users.len());
             Ok(())
         }
-        Command::Admin(AdminCommand::ResetMfa { email }) => {
+        Command::Admin(AdminCommand::ResetMfa { email, link: true }) => {
+            let settings = load_settings(&cli.common, None)?;
+            let store = server::open_store(&settings).await?;
+            let services = server::services(&settings, store, Arc::new(SystemClock)).await?;
+            let expires_at = services
+                .request_operator_mfa_reset(email)
+                .await
+                .map_err(|error| match error {
+                    tessera_core::Error::NotFound => {
+                        anyhow::anyhow!("no account with the email {email}")
+                    }
+                    other => anyhow::anyhow!(other),
+                })?;
+            println!(
+                "emailed {email} a link to reset MFA (valid until {expires_at}); nothing changes until they use it"
+            );
+            Ok(())
+        }
+        Command::Admin(AdminCommand::ResetMfa { email, link: false }) => {
             let settings = load_settings(&cli.common, None)?;
             let store = server::open_store(&settings).await?;
             let services = server::services(&settings, store, Arc::new(SystemClock)).await?;

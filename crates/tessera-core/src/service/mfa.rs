@@ -553,6 +553,12 @@ impl Services {
         client: ClientInfo,
         now: OffsetDateTime,
     ) -> Result<ConfirmedFactor> {
+        // A restricted session opened by a reset link: the old factors and backup codes go
+        // now, in this transaction, and the new factor is the first again.
+        let completed_reset = auth.session.state == crate::session::SessionState::EnrollmentOnly
+            && self
+                .complete_reset_in(tx.as_mut(), &auth.user, auth.session.id, &client, now)
+                .await?;
         let existing = tx.factors_of_user(auth.user.id).await?;
         let replaced = match replace {
             Some(id) => match existing
@@ -616,6 +622,7 @@ impl Services {
                 "kind": factor.kind.as_str(),
                 "replaced_factor_id": replace.map(|id| id.to_string()),
                 "sessions_revoked": sessions_revoked,
+                "after_mfa_reset": completed_reset,
             }),
         ))
         .await?;

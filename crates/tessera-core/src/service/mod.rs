@@ -6,6 +6,7 @@ mod contact;
 mod mfa;
 mod orgs;
 mod password;
+mod reset;
 mod sessions;
 mod signin;
 
@@ -18,6 +19,7 @@ pub use mfa::{
     SecondFactorProof, StartedTotpEnrollment,
 };
 pub use orgs::MemberStatus;
+pub use reset::RESET_LINK_PURPOSE;
 pub use signin::SignedIn;
 
 use crate::clock::Clock;

@@ -19,20 +19,32 @@ impl Services {
         step: &str,
         client: &ClientInfo,
     ) -> Result<PasswordAttempt> {
+        self.check_password_of(&auth.user, password, step, client)
+            .await
+    }
+
+    /// Checks `user`'s password, counted by the password throttle like a sign-in.
+    pub(super) async fn check_password_of(
+        &self,
+        user: &crate::user::User,
+        password: &str,
+        step: &str,
+        client: &ClientInfo,
+    ) -> Result<PasswordAttempt> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(Error::invalid(format!(
                 "password: must be at most {MAX_PASSWORD_BYTES} bytes"
             )));
         }
         let attempt = self
-            .reserve_password_attempt(&auth.user.email.normalized())
+            .reserve_password_attempt(&user.email.normalized())
             .await?;
-        let hash = self.store.password_hash(auth.user.id).await?;
+        let hash = self.store.password_hash(user.id).await?;
         if hash.is_none() {
             return Err(Error::Unauthenticated);
         }
         if !self.hasher.verify(password, hash).await? {
-            self.record_wrong_password(attempt, Some(auth.user.id), step, client)
+            self.record_wrong_password(attempt, Some(user.id), step, client)
                 .await?;
             return Err(Error::InvalidCredentials);
         }

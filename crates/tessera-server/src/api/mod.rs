@@ -53,6 +53,7 @@ pub const PUBLIC_PATHS: &[(&str, &str)] = &[
     ("post", "/api/v1/sessions"),
     ("post", "/api/v1/sessions/mfa"),
     ("post", "/api/v1/sessions/mfa/send"),
+    ("post", "/api/v1/mfa-resets/{token}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -67,6 +68,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::create_session))
         .routes(routes!(accounts::second_step))
         .routes(routes!(accounts::send_code))
+        .routes(routes!(orgs::open_mfa_reset))
         .route_layer(from_fn_with_state(state.clone(), limit_by_client));
     let authenticated = OpenApiRouter::new()
         .routes(routes!(accounts::list_sessions))
@@ -93,7 +95,8 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::list_members, orgs::add_member))
         .routes(routes!(orgs::change_role, orgs::remove_member))
         .routes(routes!(orgs::put_policy))
-        .routes(routes!(orgs::org_events));
+        .routes(routes!(orgs::org_events))
+        .routes(routes!(orgs::request_mfa_reset));
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -246,3 +246,67 @@ pub async fn org_events(
         events: events.iter().map(EventResponse::from).collect(),
     }))
 }
+
+/// Email a member a single-use link (72 hours) to reset their MFA (admins and owners; needs a
+/// re-auth window). Nothing changes until the member uses it with their password.
+#[utoipa::path(post, path = "/api/v1/orgs/{id}/members/{user_id}/mfa-reset", tag = "orgs",
+    params(("id" = String, Path, description = "Organization id"), ("user_id" = String, Path, description = "Member")),
+    responses(
+        (status = 202, body = MfaResetResponse),
+        (status = 400, description = "your own account", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, description = "forbidden, reauth_required, or policy_forbids (admins cannot reset owners)", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    ),
+    security(("bearer" = [])))]
+pub async fn request_mfa_reset(
+    State(state): State<AppState>,
+    Client(client): Client,
+    FullApiSession(auth): FullApiSession,
+    Path((id, user_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<MfaResetResponse>)> {
+    let expires_at = state
+        .services
+        .request_org_mfa_reset(&auth, &id, &user_id, client)
+        .await?;
+    state.outbox_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(MfaResetResponse { expires_at })))
+}
+
+/// Open an MFA reset link with the member's password: a restricted session that may set up a
+/// new factor; confirming one completes the reset.
+#[utoipa::path(post, path = "/api/v1/mfa-resets/{token}", tag = "orgs",
+    params(("token" = String, Path, description = "From the emailed link")),
+    request_body = OpenResetRequest,
+    responses(
+        (status = 201, body = SignInResponse),
+        (status = 401, description = "invalid_credentials", body = ErrorEnvelope),
+        (status = 404, description = "the link was used, expired or never existed", body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope),
+    ))]
+pub async fn open_mfa_reset(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+    ApiJson(body): ApiJson<OpenResetRequest>,
+) -> ApiResult<(StatusCode, Json<SignInResponse>)> {
+    let signed_in = state
+        .services
+        .open_mfa_reset(
+            &token,
+            secrecy::ExposeSecret::expose_secret(&body.password),
+            client,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignInResponse {
+            status: "mfa_enrollment_required",
+            session_token: signed_in.token.expose().to_owned(),
+            expires_at: signed_in.session.expires_at,
+            user: (&signed_in.user).into(),
+            amr: signed_in.session.amr.clone(),
+            deadline: None,
+        }),
+    ))
+}

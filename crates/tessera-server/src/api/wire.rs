@@ -760,6 +760,24 @@ pub struct ChangeRoleRequest {
     pub role: String,
 }
 
+/// A reset link was sent.
+#[derive(Serialize, ToSchema)]
+pub struct MfaResetResponse {
+    /// When the link stops working (72 hours).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /api/v1/mfa-resets/{token}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenResetRequest {
+    /// The member's password.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
 /// A member's new role.
 #[derive(Serialize, ToSchema)]
 pub struct RoleResponse {

@@ -283,6 +283,30 @@ impl Delivery {
     /// that does not open fails the delivery for good (retrying cannot help, and the user
     /// asks for a new code).
     fn render(&self, message: &OutboxMessage) -> Result<Rendered, DeliveryError> {
+        if let Notification::MfaResetLink {
+            display_name,
+            org_name,
+            sealed_token,
+            expires_at,
+        } = &message.notification
+        {
+            let keys = self.keys.as_ref().ok_or_else(|| {
+                DeliveryError::Invalid("no key ring to open the reset link".to_owned())
+            })?;
+            let token = tessera_core::otc::open_secret_from_outbox(
+                &(keys.0)(),
+                sealed_token,
+                &message.recipient,
+                tessera_core::service::RESET_LINK_PURPOSE,
+            )
+            .map_err(|_| DeliveryError::Invalid("the reset link does not open".to_owned()))?;
+            return Ok(self.renderer.reset_link(
+                display_name,
+                org_name.as_deref(),
+                &token,
+                expires_at,
+            )?);
+        }
         let Notification::OneTimeCode {
             purpose,
             sealed_code,

@@ -288,6 +288,26 @@ impl Renderer {
                     sms: format!("{SERVICE_NAME}: a backup code was used to sign in; {remaining} left. Not you? {security}"),
                 }
             }
+            Notification::MfaResetCompleted {
+                display_name,
+                member_email,
+                at,
+                ip,
+            } => Notice {
+                subject: match member_email {
+                    Some(member) => format!("{member} finished resetting two-step verification"),
+                    None => format!("Two-step verification was reset on your {SERVICE_NAME} account"),
+                },
+                display_name: display_name.clone(),
+                lead: match member_email {
+                    Some(member) => format!("{member} set up a new sign-in method with the reset link you sent; their old sign-in methods and backup codes were removed."),
+                    None => "You set up a new sign-in method with a reset link. Every earlier sign-in method and backup code was removed, and other sessions were signed out.".into(),
+                },
+                facts: when_and_where(at, ip.as_ref()),
+                lines: Vec::new(),
+                not_you: NOT_YOU_FACTOR,
+                sms: format!("{SERVICE_NAME}: two-step verification was reset. Not you? {security}"),
+            },
             Notification::UnfinishedSignin {
                 display_name,
                 at,
@@ -309,6 +329,60 @@ impl Renderer {
                 }
             }
             _ => return None,
+        })
+    }
+
+    fn render_notice(&self, notice: Notice) -> Result<Rendered, RenderError> {
+        let layout = Layout {
+            service: SERVICE_NAME,
+            public_url: &self.public_url,
+            security_url: &self.security_url,
+        };
+        let html = NoticeHtml {
+            layout: &layout,
+            subject: &notice.subject,
+            notice: &notice,
+        }
+        .render()?;
+        let text = NoticeText {
+            layout: &layout,
+            notice: &notice,
+        }
+        .render()?;
+        Ok(Rendered {
+            email: RenderedEmail {
+                subject: notice.subject,
+                text,
+                html,
+            },
+            sms: notice.sms,
+        })
+    }
+
+    /// The MFA reset link email; `token` was opened from the outbox by the delivery.
+    pub fn reset_link(
+        &self,
+        display_name: &str,
+        org_name: Option<&str>,
+        token: &str,
+        expires_at: &str,
+    ) -> Result<Rendered, RenderError> {
+        let link = format!("{}/mfa-reset/{token}", self.public_url);
+        let who = match org_name {
+            Some(org) => format!("An administrator of {org}"),
+            None => format!("The administrator of this {SERVICE_NAME} server"),
+        };
+        self.render_notice(Notice {
+            subject: format!("Reset two-step verification on your {SERVICE_NAME} account"),
+            display_name: display_name.to_owned(),
+            lead: format!("{who} asked to reset two-step verification on your account. To set up a new sign-in method, open this link and enter your password:"),
+            facts: vec![("Expires", human_time(expires_at))],
+            lines: vec![
+                link.clone(),
+                "The link works once. Until you set up the new method, your current one keeps working.".into(),
+            ],
+            not_you: "If you did not expect this, ignore this email and tell your administrator; nothing changes unless the link is used with your password. Review your account at",
+            sms: format!("{SERVICE_NAME}: reset your two-step verification: {link}"),
         })
     }
 
@@ -391,25 +465,7 @@ impl Renderer {
             security_url: &self.security_url,
         };
         if let Some(notice) = self.notice(notification) {
-            let html = NoticeHtml {
-                layout: &layout,
-                subject: &notice.subject,
-                notice: &notice,
-            }
-            .render()?;
-            let text = NoticeText {
-                layout: &layout,
-                notice: &notice,
-            }
-            .render()?;
-            return Ok(Rendered {
-                email: RenderedEmail {
-                    subject: notice.subject,
-                    text,
-                    html,
-                },
-                sms: notice.sms,
-            });
+            return self.render_notice(notice);
         }
         match notification {
             Notification::AccountCreated { email } => {

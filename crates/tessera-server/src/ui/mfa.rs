@@ -841,12 +841,13 @@ pub(super) async fn confirm_submit(
 pub(super) struct RequiredTemplate {
     pub csrf_token: String,
     pub user_email: String,
-    pub required_by: String,
     pub allow_totp: bool,
     pub allow_sms: bool,
     pub allow_email: bool,
     pub none_allowed: bool,
     pub notice: Option<String>,
+    /// The sentence that says why setup is needed.
+    pub why: String,
 }
 
 /// The page a restricted session is held on: what the policy asks and the methods it allows.
@@ -863,16 +864,19 @@ pub(super) async fn required_page(
     let page = RequiredTemplate {
         csrf_token: state.services.csrf_token(auth),
         user_email: auth.user.email.to_string(),
-        required_by: if policy.required_by.is_empty() {
-            "This server".to_owned()
-        } else {
-            policy.required_by.join(", ")
-        },
         allow_totp: policy.allows(FactorKind::Totp),
         allow_sms: policy.allows(FactorKind::Sms),
         allow_email: policy.allows(FactorKind::Email),
         none_allowed: policy.allowed_methods.is_empty(),
         notice,
+        why: if policy.required_by.is_empty() {
+            "Set up a new sign-in method to finish resetting multi-factor authentication.".into()
+        } else {
+            format!(
+                "{} requires multi-factor authentication for your account.",
+                policy.required_by.join(", ")
+            )
+        },
     };
     let mut response = (status, page).into_response();
     // Never cached: Back must ask the server again, which sends it here.
@@ -980,4 +984,97 @@ pub(super) async fn settings_view(
         });
     }
     Ok(view)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_reset.html")]
+pub(super) struct ResetTemplate {
+    pub token: String,
+    pub usable: bool,
+    pub error: Option<String>,
+}
+
+/// `GET /mfa-reset/{token}`: the password prompt of a reset link.
+pub(super) async fn reset_page(Path(token): Path<String>) -> Response {
+    let token: String = token
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+        .take(256)
+        .collect();
+    ResetTemplate {
+        token,
+        usable: true,
+        error: None,
+    }
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /mfa-reset/{token}`: the password opens the link; the restricted session goes to setup.
+pub(super) async fn reset_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !same_origin(&state, &headers) {
+        return super::cross_site_refusal("/login", "Sign in");
+    }
+    let form: ResetForm = match parse_form(&body) {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let shown: String = token
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+        .take(256)
+        .collect();
+    match state
+        .services
+        .open_mfa_reset(&token, &form.password, client)
+        .await
+    {
+        Ok(signed_in) => {
+            let jar = jar.add(session_cookie(&state, signed_in.token.expose().to_owned()));
+            (jar, Redirect::to(super::REQUIRED_SETUP_PATH)).into_response()
+        }
+        Err(Error::InvalidCredentials) => (
+            StatusCode::UNAUTHORIZED,
+            ResetTemplate {
+                token: shown,
+                usable: true,
+                error: Some("The password is incorrect.".into()),
+            },
+        )
+            .into_response(),
+        Err(error @ Error::NoSuch(_)) => (
+            StatusCode::NOT_FOUND,
+            ResetTemplate {
+                token: shown,
+                usable: false,
+                error: Some(capitalize(&error.to_string())),
+            },
+        )
+            .into_response(),
+        Err(Error::RateLimited { retry_after_secs }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ResetTemplate {
+                token: shown,
+                usable: true,
+                error: Some(format!(
+                    "Too many wrong passwords. Try again in {}.",
+                    human_seconds(retry_after_secs)
+                )),
+            },
+        )
+            .into_response(),
+        Err(other) => error_page(&other),
+    }
 }

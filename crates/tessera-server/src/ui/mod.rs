@@ -57,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/signup", post(signup_submit))
         .route(mfa::SECOND_STEP_PATH, post(mfa::second_step_submit))
         .route("/login/mfa/send", post(mfa::send_submit))
+        .route("/mfa-reset/{token}", post(mfa::reset_submit))
         .route_layer(from_fn_with_state(state.clone(), limit_by_client));
     Router::new()
         .route("/", get(home))
@@ -105,6 +106,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/orgs/{id}/security",
             get(orgs::security_page).post(orgs::security_submit),
         )
+        .route("/mfa-reset/{token}", get(mfa::reset_page))
         .route(mfa::SECOND_STEP_PATH, get(mfa::second_step_page))
         .route("/static/tessera.css", get(stylesheet))
         .route("/static/tessera.js", get(script))

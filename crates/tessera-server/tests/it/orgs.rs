@@ -5,7 +5,10 @@
 
 use crate::mfa::concrete;
 use crate::support::app::{Backend, PASSWORD, TestApp, drop_postgres, fresh_postgres};
-use crate::support::mfa::{Outcome, code_at, enable_totp, outcome, start_totp, user_id};
+use crate::support::mfa::{
+    Outcome, code_at, enable_totp, outcome, sign_in_with_totp, start_totp, user_id,
+};
+use crate::support::smtp::{ReceivedMail, SmtpSink};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::Duration;
@@ -697,4 +700,224 @@ async fn factors_the_policy_does_not_allow_count_as_none() {
     )
     .await;
     assert_eq!(totp.code.as_deref(), Some("policy_forbids"));
+}
+
+/// Waits (bounded) for a mail to `to` with `subject` after the first `skip` messages.
+async fn mail_to(smtp: &SmtpSink, skip: usize, to: &str, subject: &str) -> ReceivedMail {
+    for _ in 0..200 {
+        if let Some(mail) = smtp
+            .messages()
+            .into_iter()
+            .skip(skip)
+            .find(|m| m.to == [to] && m.header("Subject").as_deref() == Some(subject))
+        {
+            return mail;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no mail to {to} with subject {subject:?}");
+}
+
+/// The token of the `/mfa-reset/{token}` link in a mail's text.
+fn reset_token(mail: &ReceivedMail) -> String {
+    let text = mail.part("text/plain").unwrap();
+    let start = text.find("/mfa-reset/").expect("a reset link") + "/mfa-reset/".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+        .collect()
+}
+
+const RESET_SUBJECT: &str = "Reset two-step verification on your Tessera account";
+
+#[tokio::test]
+async fn an_admin_reset_sends_a_single_use_link_and_completes_only_with_a_new_factor() {
+    let smtp = SmtpSink::start().await;
+    let app = TestApp::builder().smtp(smtp.url()).start().await;
+    let (_, owner) = app.signed_in_user("owner@example.com").await;
+    let (_, admin) = app.signed_in_user("admin@example.com").await;
+    let (member_email, member_totp) = {
+        let (_, token) = app.signed_in_user("pat@example.com").await;
+        (
+            String::from("pat@example.com"),
+            enable_totp(&app, &token).await,
+        )
+    };
+    let acme = create_org(&app, &owner, "Acme").await;
+    add_member(&app, &acme, &owner, "admin@example.com", "admin").await;
+    add_member(&app, &acme, &owner, &member_email, "member").await;
+    let owner_id = user_id(&app, &owner).await;
+    let admin_id = user_id(&app, &admin).await;
+    // (The enrollment used the current time step.)
+    app.clock.advance(Duration::seconds(30));
+    let pat_session = sign_in_with_totp(&app, &member_email, &member_totp.secret).await;
+    let pat_id = user_id(&app, &pat_session).await;
+    let reset = |target: String, token: String| {
+        let (app, acme) = (&app, acme.clone());
+        async move {
+            call(
+                app,
+                Method::POST,
+                &format!("/api/v1/orgs/{acme}/members/{target}/mfa-reset"),
+                &token,
+                None,
+            )
+            .await
+        }
+    };
+
+    // Admins cannot reset owners; nobody resets themselves this way; members cannot at all.
+    let owner_reset = reset(owner_id.clone(), admin.clone()).await;
+    assert_eq!(
+        owner_reset.code.as_deref(),
+        Some("policy_forbids"),
+        "{:?}",
+        owner_reset.body
+    );
+    let own = reset(admin_id.clone(), admin.clone()).await;
+    assert_eq!(own.status, StatusCode::BAD_REQUEST);
+    let by_member = reset(admin_id.clone(), pat_session.clone()).await;
+    assert_eq!(by_member.status, StatusCode::FORBIDDEN);
+
+    // Two requests: the newer link voids the older one.
+    let before = smtp.messages().len();
+    assert_eq!(
+        reset(pat_id.clone(), admin.clone()).await.status,
+        StatusCode::ACCEPTED
+    );
+    let first = reset_token(&mail_to(&smtp, before, &member_email, RESET_SUBJECT).await);
+    app.clock.advance(Duration::minutes(1));
+    let count = smtp.messages().len();
+    let sent = reset(pat_id.clone(), admin.clone()).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{:?}", sent.body);
+    assert!(sent.body["expires_at"].is_string());
+    let second_mail = mail_to(&smtp, count, &member_email, RESET_SUBJECT).await;
+    assert!(
+        second_mail
+            .part("text/plain")
+            .unwrap()
+            .contains("An administrator of Acme")
+    );
+    let second = reset_token(&second_mail);
+    assert_ne!(first, second);
+
+    // Nothing changed yet: the old factor still signs in.
+    app.clock.advance(Duration::seconds(30));
+    sign_in_with_totp(&app, &member_email, &member_totp.secret).await;
+
+    let open = |token: String, password: &'static str| {
+        let app = &app;
+        async move {
+            outcome(
+                app.post(
+                    &format!("/api/v1/mfa-resets/{token}"),
+                    None,
+                    json!({"password": password}),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let voided = open(first, PASSWORD).await;
+    assert_eq!(voided.status, StatusCode::NOT_FOUND, "{:?}", voided.body);
+    assert!(
+        voided
+            .message
+            .unwrap()
+            .contains("ask your administrator for a new one")
+    );
+    let wrong = open(second.clone(), "not-the-password-123").await;
+    assert_eq!(wrong.code.as_deref(), Some("invalid_credentials"));
+    let opened = open(second.clone(), PASSWORD).await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{:?}", opened.body);
+    assert_eq!(opened.body["status"], "mfa_enrollment_required");
+    let restricted = opened.token.unwrap();
+    let again = open(second.clone(), PASSWORD).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "single use");
+    let never = open("A".repeat(43), PASSWORD).await;
+    assert_eq!(never.status, StatusCode::NOT_FOUND);
+    let elsewhere = call(&app, Method::GET, "/api/v1/sessions", &restricted, None).await;
+    assert_eq!(elsewhere.code.as_deref(), Some("mfa_enrollment_required"));
+    // Still nothing changed: the old factor works until the new one is confirmed.
+    app.clock.advance(Duration::seconds(30));
+    sign_in_with_totp(&app, &member_email, &member_totp.secret).await;
+
+    // Confirming a new authenticator app completes the reset.
+    let started = start_totp(&app, &restricted).await;
+    let uri = tessera_otp::OtpauthUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
+    let before = smtp.messages().len();
+    let confirmed = call(
+        &app,
+        Method::POST,
+        &format!(
+            "/api/v1/me/factors/totp/{}/confirm",
+            started["enrollment_id"].as_str().unwrap()
+        ),
+        &restricted,
+        Some(json!({"code": code_at(&app, &uri.secret, 0)})),
+    )
+    .await;
+    assert_eq!(
+        confirmed.status,
+        StatusCode::CREATED,
+        "{:?}",
+        confirmed.body
+    );
+    assert_eq!(
+        confirmed.body["backup_codes"].as_array().unwrap().len(),
+        10,
+        "a fresh set"
+    );
+    let me = app.get_json("/api/v1/me", Some(&restricted)).await;
+    let factors = me["mfa"]["factors"].as_array().unwrap();
+    assert_eq!(factors.len(), 1, "{me}");
+    assert_ne!(
+        factors[0]["id"],
+        member_totp.factor_id.as_str(),
+        "the old app is gone"
+    );
+    let old_session = app.get("/api/v1/me", Some(&pat_session)).await;
+    assert_eq!(
+        old_session.status(),
+        StatusCode::UNAUTHORIZED,
+        "other sessions signed out"
+    );
+    let done = mail_to(
+        &smtp,
+        before,
+        &member_email,
+        "Two-step verification was reset on your Tessera account",
+    )
+    .await;
+    assert!(
+        done.part("text/plain")
+            .unwrap()
+            .contains("Every earlier sign-in method")
+    );
+    mail_to(
+        &smtp,
+        before,
+        "admin@example.com",
+        "pat@example.com finished resetting two-step verification",
+    )
+    .await;
+    let events = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/orgs/{acme}/events"),
+        &owner,
+        None,
+    )
+    .await;
+    let kinds: Vec<&str> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"mfa_reset_requested") && kinds.contains(&"mfa_reset_completed"),
+        "{kinds:?}"
+    );
 }
