@@ -99,9 +99,59 @@ async fn put_policy(app: &TestApp, org: &str, token: &str, body: Value) -> Outco
 
 const ALL: [&str; 4] = ["totp", "sms", "email", "webauthn"];
 
-#[tokio::test]
-async fn every_org_endpoint_checks_who_asks() {
-    let app = TestApp::spawn().await;
+/// Starts `builder` on SQLite, or on a fresh PostgreSQL database when `postgres` (`None` when
+/// `TESSERA_TEST_DATABASE_URL` is unset: the variant is skipped, saying so).
+async fn start(
+    builder: crate::support::app::TestAppBuilder,
+    postgres: bool,
+) -> Option<(TestApp, Option<String>)> {
+    if !postgres {
+        return Some((builder.start().await, None));
+    }
+    let Some(url) = fresh_postgres().await else {
+        eprintln!("skipping the PostgreSQL variant: TESSERA_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let app = builder
+        .backend(Backend::Postgres(url.clone()))
+        .start()
+        .await;
+    Some((app, Some(url)))
+}
+
+async fn finish(app: TestApp, pg: Option<String>) {
+    app.stop().await;
+    if let Some(url) = pg {
+        drop_postgres(&url).await;
+    }
+}
+
+/// Runs `name(postgres: bool)` as `name::sqlite` and `name::postgres`.
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(false).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(true).await;
+            }
+        }
+    };
+}
+
+on_both_backends!(every_org_endpoint_checks_who_asks);
+on_both_backends!(the_grace_period_counts_from_when_the_requirement_first_applied);
+on_both_backends!(factors_the_policy_does_not_allow_count_as_none);
+on_both_backends!(an_admin_reset_sends_a_single_use_link_and_completes_only_with_a_new_factor);
+
+async fn every_org_endpoint_checks_who_asks(postgres: bool) {
+    let Some((app, pg)) = start(TestApp::builder(), postgres).await else {
+        return;
+    };
     let (_, owner) = app.signed_in_user("owner@example.com").await;
     let (_, admin) = app.signed_in_user("admin@example.com").await;
     let (_, member) = app.signed_in_user("member@example.com").await;
@@ -348,6 +398,7 @@ async fn every_org_endpoint_checks_who_asks() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
+    finish(app, pg).await;
 }
 
 #[tokio::test]
@@ -413,21 +464,8 @@ async fn forced_enrollment_restricts_every_route_until_a_factor_is_confirmed_pos
 }
 
 async fn forced_enrollment(postgres: bool) {
-    let builder = TestApp::builder();
-    let (app, pg) = if postgres {
-        let Some(url) = fresh_postgres().await else {
-            eprintln!("skipping the PostgreSQL variant: TESSERA_TEST_DATABASE_URL is not set");
-            return;
-        };
-        (
-            builder
-                .backend(Backend::Postgres(url.clone()))
-                .start()
-                .await,
-            Some(url),
-        )
-    } else {
-        (builder.start().await, None)
+    let Some((app, pg)) = start(TestApp::builder(), postgres).await else {
+        return;
     };
     let (_, owner) = app.signed_in_user("owner@example.com").await;
     app.sign_up("mia@example.com", PASSWORD).await;
@@ -587,15 +625,13 @@ async fn forced_enrollment(postgres: bool) {
             .contains("Your organization Acme requires MFA")
     );
 
-    app.stop().await;
-    if let Some(url) = pg {
-        drop_postgres(&url).await;
-    }
+    finish(app, pg).await;
 }
 
-#[tokio::test]
-async fn the_grace_period_counts_from_when_the_requirement_first_applied() {
-    let app = TestApp::spawn().await;
+async fn the_grace_period_counts_from_when_the_requirement_first_applied(postgres: bool) {
+    let Some((app, pg)) = start(TestApp::builder(), postgres).await else {
+        return;
+    };
     let (_, owner) = app.signed_in_user("owner@example.com").await;
     app.sign_up("noa@example.com", PASSWORD).await;
     let acme = create_org(&app, &owner, "Acme").await;
@@ -648,11 +684,13 @@ async fn the_grace_period_counts_from_when_the_requirement_first_applied() {
         sign_in_outcome(&app, "noa@example.com").await.body["status"],
         "authenticated"
     );
+    finish(app, pg).await;
 }
 
-#[tokio::test]
-async fn factors_the_policy_does_not_allow_count_as_none() {
-    let app = TestApp::spawn().await;
+async fn factors_the_policy_does_not_allow_count_as_none(postgres: bool) {
+    let Some((app, pg)) = start(TestApp::builder(), postgres).await else {
+        return;
+    };
     let (_, owner) = app.signed_in_user("owner@example.com").await;
     let (_, ola) = app.signed_in_user("ola@example.com").await;
     enable_totp(&app, &ola).await;
@@ -700,6 +738,7 @@ async fn factors_the_policy_does_not_allow_count_as_none() {
     )
     .await;
     assert_eq!(totp.code.as_deref(), Some("policy_forbids"));
+    finish(app, pg).await;
 }
 
 /// Waits (bounded) for a mail to `to` with `subject` after the first `skip` messages.
@@ -730,10 +769,13 @@ fn reset_token(mail: &ReceivedMail) -> String {
 
 const RESET_SUBJECT: &str = "Reset two-step verification on your Tessera account";
 
-#[tokio::test]
-async fn an_admin_reset_sends_a_single_use_link_and_completes_only_with_a_new_factor() {
+async fn an_admin_reset_sends_a_single_use_link_and_completes_only_with_a_new_factor(
+    postgres: bool,
+) {
     let smtp = SmtpSink::start().await;
-    let app = TestApp::builder().smtp(smtp.url()).start().await;
+    let Some((app, pg)) = start(TestApp::builder().smtp(smtp.url()), postgres).await else {
+        return;
+    };
     let (_, owner) = app.signed_in_user("owner@example.com").await;
     let (_, admin) = app.signed_in_user("admin@example.com").await;
     let (member_email, member_totp) = {
@@ -920,4 +962,5 @@ async fn an_admin_reset_sends_a_single_use_link_and_completes_only_with_a_new_fa
         kinds.contains(&"mfa_reset_requested") && kinds.contains(&"mfa_reset_completed"),
         "{kinds:?}"
     );
+    finish(app, pg).await;
 }
