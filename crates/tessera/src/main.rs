@@ -391,7 +391,7 @@ mod tests {
 
     /// `keys rotate` re-seals every secret (factors and unfinished enrollments) under the new
     /// key and the codes still work; `admin reset-mfa` removes factors and backup codes,
-    /// records the event and queues the email.
+    /// records the event and queues the email; `--link` only queues a reset link.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keys_rotate_reseals_secrets_and_reset_mfa_removes_everything() {
         use tessera_core::clock::Clock as _;
@@ -473,6 +473,19 @@ mod tests {
             )
             .await
             .unwrap();
+
+        // --link removes nothing: it records the request and queues the link.
+        let backlog = store.outbox_backlog().await.unwrap();
+        run(cli(
+            &["admin", "reset-mfa", "--email", "ann@example.com", "--link"],
+            dir.path(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(store.factors_of(user.id).await.unwrap().len(), 1);
+        let events = store.events_of(user.id, None, 10).await.unwrap();
+        assert_eq!(events[0].kind, "mfa_reset_requested");
+        assert_eq!(store.outbox_backlog().await.unwrap(), backlog + 1);
 
         run(cli(
             &["admin", "reset-mfa", "--email", "ann@example.com"],
