@@ -199,6 +199,9 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &TokenHash,
     ) -> StoreResult<Option<(MfaResetRequest, bool)>>;
 
+    /// Whether `session_id` is the restricted session of an opened, uncompleted MFA reset.
+    async fn session_has_open_reset(&self, session_id: SessionId) -> StoreResult<bool>;
+
     /// The organizations `user_id` belongs to, with their role, oldest first.
     async fn orgs_of_user(&self, user_id: UserId) -> StoreResult<Vec<(Organization, Role)>>;
 
@@ -490,6 +493,9 @@ pub trait StoreTx: Send {
         session_id: SessionId,
         now: OffsetDateTime,
     ) -> StoreResult<Option<MfaResetRequest>>;
+
+    /// Makes a restricted session a full one (its policy no longer holds it).
+    async fn set_session_full(&mut self, id: SessionId) -> StoreResult<()>;
 
     /// Stores a new organization.
     async fn insert_org(&mut self, org: &Organization) -> StoreResult<()>;

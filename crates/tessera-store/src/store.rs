@@ -384,6 +384,17 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn session_has_open_reset(&self, session_id: SessionId) -> StoreResult<bool> {
+        let open = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM mfa_resets WHERE session_id = $1 AND completed_at IS NULL",
+        )
+        .bind(session_id.to_string())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_error)?;
+        Ok(open > 0)
+    }
+
     async fn orgs_of_user(&self, user_id: UserId) -> StoreResult<Vec<(Organization, Role)>> {
         sqlx::query_as::<_, OrgRoleRow>(concat!(
             "SELECT ",

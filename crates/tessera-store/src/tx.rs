@@ -413,6 +413,15 @@ impl StoreTx for SqlTx {
         .transpose()
     }
 
+    async fn set_session_full(&mut self, id: SessionId) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET state = 'full' WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
     async fn insert_org(&mut self, org: &Organization) -> StoreResult<()> {
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.id.to_string())

@@ -4,7 +4,7 @@ use super::{Authenticated, FullSession, Services};
 use crate::crypto::Token;
 use crate::event::{ClientInfo, EventKind, NewEvent, SecurityEvent};
 use crate::ids::SessionId;
-use crate::session::{LAST_SEEN_RESOLUTION, REAUTH_WINDOW, Session};
+use crate::session::{LAST_SEEN_RESOLUTION, REAUTH_WINDOW, Session, SessionState};
 use crate::{Error, Result};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -43,7 +43,36 @@ impl Services {
                 .touch_session(session.id, now, now - LAST_SEEN_RESOLUTION)
                 .await?;
         }
+        let mut session = session;
+        if session.state == SessionState::EnrollmentOnly
+            && !self.restriction_holds(&user, &session, now).await?
+        {
+            let mut tx = self.store.begin().await?;
+            tx.set_session_full(session.id).await?;
+            tx.commit().await?;
+            session.state = SessionState::Full;
+        }
         Ok(Authenticated { session, user })
+    }
+
+    /// Whether a restricted session must stay restricted at `now`: it opened an MFA reset not
+    /// completed yet, or a policy still requires MFA past its deadline of a user with no
+    /// allowed factor. A requirement lowered or removed lifts it at the next request.
+    async fn restriction_holds(
+        &self,
+        user: &crate::user::User,
+        session: &Session,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        if self.store.session_has_open_reset(session.id).await? {
+            return Ok(true);
+        }
+        let policy = self.effective_policy(user.id).await?;
+        if !policy.console_enforced(now) {
+            return Ok(false);
+        }
+        let factors = self.store.factors_of(user.id).await?;
+        Ok(!policy.satisfied_by(factors.iter().map(|f| f.kind)))
     }
 
     /// The user's live sessions, newest first.

@@ -103,6 +103,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(orgs::remove_submit),
         )
         .route(
+            "/orgs/{id}/members/{user_id}/mfa-reset",
+            post(orgs::reset_submit),
+        )
+        .route(
             "/orgs/{id}/security",
             get(orgs::security_page).post(orgs::security_submit),
         )

@@ -54,6 +54,8 @@ pub(super) struct MembersTemplate {
     pub noncompliant_only: bool,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// The signed-in user's id (no "Reset MFA" for oneself).
+    pub me_id: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -173,6 +175,7 @@ pub(super) async fn members_page(
         Some("added") => Some("The member was added.".to_owned()),
         Some("role") => Some("The role was changed.".to_owned()),
         Some("removed") => Some("The member was removed.".to_owned()),
+        Some("reset") => Some("A reset link was emailed to the member; it works once, for 72 hours. Their MFA changes only when they use it.".to_owned()),
         _ => None,
     };
     let noncompliant = query.filter.as_deref() == Some("noncompliant");
@@ -230,6 +233,7 @@ async fn render_members(
         noncompliant_only,
         notice,
         error,
+        me_id: auth.user.id.to_string(),
     };
     (status, page).into_response()
 }
@@ -308,6 +312,36 @@ pub(super) async fn remove_submit(
     if result.is_ok() && user_id == auth.user.id.to_string() {
         return Redirect::to("/orgs").into_response();
     }
+    member_result(&state, &auth, &id, result).await
+}
+
+/// `POST /orgs/{id}/members/{user_id}/mfa-reset`: "Reset MFA".
+pub(super) async fn reset_submit(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    Path((id, user_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let auth = match signed_in_form::<super::Nothing>(&state, &headers, &body).await {
+        Ok((auth, _)) => auth,
+        Err(response) => return response,
+    };
+    let result = state
+        .services
+        .request_org_mfa_reset(&auth, &id, &user_id, client)
+        .await
+        .map(|_| "reset");
+    if result.is_ok() {
+        state.outbox_wake.notify_one();
+    }
+    let result = result.map_err(|error| match error {
+        Error::ReauthRequired => Error::invalid(
+            "resetting a member's MFA needs a recent password: sign out and sign in again, then retry",
+        ),
+        Error::PolicyForbids(why) => Error::invalid(why),
+        other => other,
+    });
     member_result(&state, &auth, &id, result).await
 }
 

@@ -661,14 +661,23 @@ async fn the_grace_period_counts_from_when_the_requirement_first_applied(postgre
         "mfa_enrollment_required"
     );
     app.clock.advance(Duration::hours(1));
-    assert_eq!(
-        sign_in_outcome(&app, "noa@example.com").await.body["status"],
-        "mfa_enrollment_required"
-    );
+    let held = sign_in_outcome(&app, "noa@example.com").await;
+    assert_eq!(held.body["status"], "mfa_enrollment_required");
+    let held = held.token.unwrap();
+    let refused = call(&app, Method::GET, "/api/v1/sessions", &held, None).await;
+    assert_eq!(refused.code.as_deref(), Some("mfa_enrollment_required"));
 
     // Lowering the requirement takes effect at the next request.
     let owner = app.sign_in("owner@example.com", PASSWORD).await;
     put_policy(&app, &acme, &owner, policy(true, &["admin"], 24, &ALL)).await;
+    // The restricted session held a moment ago is a full one at its next request.
+    let lifted = call(&app, Method::GET, "/api/v1/sessions", &held, None).await;
+    assert_eq!(
+        lifted.status,
+        StatusCode::OK,
+        "no stale flag: {:?}",
+        lifted.body
+    );
     let after = sign_in_outcome(&app, "noa@example.com").await;
     assert_eq!(
         after.body["status"], "authenticated",

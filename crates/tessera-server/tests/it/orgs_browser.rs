@@ -52,6 +52,16 @@ async fn an_owner_makes_mfa_mandatory_and_a_member_must_set_it_up_in_chromium() 
         click_id(&browser, "save-policy").await;
         wait_for_text(&browser, "The policy is saved").await;
         assert!(by_id(&browser, "mfa_required").await.is_selected().await?);
+        // "Reset MFA" on the Members page emails Max a link (and changes nothing yet).
+        browser.find(By::LinkText("Members")).await?.click().await?;
+        wait_for_text(&browser, "Acme · Members").await;
+        let max = browser
+            .find(By::XPath(
+                "//tr[contains(., 'max@example.com')]//button[text()='Reset MFA']",
+            ))
+            .await?;
+        max.click().await?;
+        wait_for_text(&browser, "A reset link was emailed to the member").await;
         browser.goto(app.url("/settings/security")).await?;
         sign_out(&browser).await;
 
