@@ -343,11 +343,9 @@ impl Services {
             return Err(Error::NotFound);
         };
         channel_of(factor.kind)?;
-        if !self
-            .allowed_kinds(context.user.id)
-            .await?
-            .contains(&factor.kind)
-        {
+        let allowed = self.allowed_kinds(context.user.id).await?;
+        let usable = super::mfa::usable_factors(context.factors.clone(), &allowed);
+        if !usable.iter().any(|f| f.id == factor.id) {
             return Err(Error::PolicyForbids(format!(
                 "{} codes are no longer allowed for your account: use another method",
                 factor.kind.as_str()

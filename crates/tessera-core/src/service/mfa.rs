@@ -250,8 +250,8 @@ impl Services {
         client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Result<AfterPassword> {
-        mfa.factors.retain(|f| policy.allows(f.kind));
-        if !mfa.enabled() && policy.console_enforced(now) {
+        let has_allowed = mfa.factors.iter().any(|f| policy.allows(f.kind));
+        if !has_allowed && policy.required() && policy.console_enforced(now) {
             let (mut session, token, mut event) = self.new_session(
                 user,
                 vec!["pwd".into()],
@@ -266,6 +266,7 @@ impl Services {
             tx.insert_event(&event).await?;
             return Ok(AfterPassword::EnrollmentRequired(session, token));
         }
+        mfa.factors = usable_factors(mfa.factors, &policy.allowed_methods);
         if !mfa.enabled() {
             let (session, token) = self
                 .issue_session(
@@ -331,7 +332,7 @@ impl Services {
         };
         let mut state = self.mfa_state(challenge.user_id).await?;
         let allowed = self.allowed_kinds(challenge.user_id).await?;
-        state.factors.retain(|f| allowed.contains(&f.kind));
+        state.factors = usable_factors(std::mem::take(&mut state.factors), &allowed);
         Ok(state)
     }
 
@@ -683,10 +684,11 @@ impl Services {
         if let Some(retry_after_secs) = context.throttle.retry_after(now) {
             return Err(Error::RateLimited { retry_after_secs });
         }
-        // Factors of kinds the policy no longer allows do not pass the second step.
+        // Factors of kinds the policy no longer allows do not pass the second step (while the
+        // user has an allowed one; see `usable_factors`).
         let allowed = self.allowed_kinds(context.user.id).await?;
         let mut context = context;
-        context.factors.retain(|f| allowed.contains(&f.kind));
+        context.factors = usable_factors(std::mem::take(&mut context.factors), &allowed);
         let user = &context.user;
         let outcome = match proof {
             SecondFactorProof::Totp { factor_id, code } => {
@@ -1323,6 +1325,21 @@ pub(super) enum AfterPassword {
     EnrollmentRequired(Session, Token),
     /// A challenge for the second step.
     Challenge(MfaChallenge),
+}
+
+/// The factors that may pass a second step: those of allowed kinds — or, while the user has
+/// none of those (a grace period is running, or nothing requires MFA), all of them, so that a
+/// policy change never turns a second step off. Once a requirement is enforced, a user with no
+/// allowed factor gets no challenge at all but a restricted session (`after_password`).
+pub(super) fn usable_factors(factors: Vec<Factor>, allowed: &[FactorKind]) -> Vec<Factor> {
+    if factors.iter().any(|f| allowed.contains(&f.kind)) {
+        factors
+            .into_iter()
+            .filter(|f| allowed.contains(&f.kind))
+            .collect()
+    } else {
+        factors
+    }
 }
 
 /// `403 policy_forbids` saying who forbids turning MFA off.

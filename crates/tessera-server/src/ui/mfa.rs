@@ -938,6 +938,32 @@ pub(super) async fn required_submit(
     }
 }
 
+/// The banner every signed-in page shows while a requirement binds the user and they do not
+/// meet it yet (the grace period).
+pub(super) fn policy_banner(
+    policy: &tessera_core::org::EffectivePolicy,
+    mfa: &tessera_core::service::MfaState,
+) -> Option<String> {
+    if !policy.required() || policy.satisfied_by(mfa.factors.iter().map(|f| f.kind)) {
+        return None;
+    }
+    let who = policy.required_by.join(", ");
+    Some(match policy.deadline {
+        Some(deadline) => format!(
+            "{who} requires multi-factor authentication. Set it up before {}; after that you will have to set it up before anything else.",
+            super::pages::format_time(deadline)
+        ),
+        None => format!("{who} requires multi-factor authentication."),
+    })
+}
+
+/// The banner of the signed-in user, read fresh (see [`policy_banner`]).
+pub(super) async fn banner_of(state: &AppState, auth: &FullSession) -> Option<String> {
+    let policy = state.services.effective_policy(auth.user.id).await.ok()?;
+    let mfa = state.services.mfa_state(auth.user.id).await.ok()?;
+    policy_banner(&policy, &mfa)
+}
+
 /// The MFA section of Settings → Security, under the user's effective policy.
 pub(super) async fn settings_view(
     state: &AppState,
@@ -969,20 +995,7 @@ pub(super) async fn settings_view(
                 .to_owned()
         }
     };
-    let compliant = policy.satisfied_by(mfa.factors.iter().map(|f| f.kind));
-    if policy.required() && !compliant {
-        view.policy_banner = Some(match policy.deadline {
-            Some(deadline) => format!(
-                "{} requires multi-factor authentication. Set it up before {}; after that you will have to set it up before anything else.",
-                policy.required_by.join(", "),
-                super::pages::format_time(deadline)
-            ),
-            None => format!(
-                "{} requires multi-factor authentication.",
-                policy.required_by.join(", ")
-            ),
-        });
-    }
+    view.policy_banner = policy_banner(&policy, &mfa);
     Ok(view)
 }
 

@@ -31,6 +31,7 @@ pub(super) struct OrgsTemplate {
     pub user_email: String,
     pub orgs: Vec<OrgRow>,
     pub error: Option<String>,
+    pub banner: Option<String>,
 }
 
 pub(super) struct MemberRow {
@@ -56,6 +57,7 @@ pub(super) struct MembersTemplate {
     pub error: Option<String>,
     /// The signed-in user's id (no "Reset MFA" for oneself).
     pub me_id: String,
+    pub banner: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -79,6 +81,7 @@ pub(super) struct SecurityTemplate {
     pub app_mfa_max_age_seconds: String,
     pub notice: Option<String>,
     pub error: Option<String>,
+    pub banner: Option<String>,
 }
 
 async fn session(state: &AppState, headers: &HeaderMap) -> Result<FullSession, Response> {
@@ -116,6 +119,7 @@ async fn render_list(
             })
             .collect(),
         error,
+        banner: super::mfa::banner_of(state, auth).await,
     };
     (status, page).into_response()
 }
@@ -234,6 +238,7 @@ async fn render_members(
         notice,
         error,
         me_id: auth.user.id.to_string(),
+        banner: super::mfa::banner_of(state, auth).await,
     };
     (status, page).into_response()
 }
@@ -394,7 +399,13 @@ pub(super) async fn security_page(
         return error_page(&Error::Forbidden);
     }
     let page = policy_template(&state, &auth, &org.id.to_string(), &org.name, &org.policy);
-    SecurityTemplate { notice, ..page }.into_response()
+    let banner = super::mfa::banner_of(&state, &auth).await;
+    SecurityTemplate {
+        notice,
+        banner,
+        ..page
+    }
+    .into_response()
 }
 
 fn policy_template(
@@ -427,6 +438,7 @@ fn policy_template(
             .unwrap_or_default(),
         notice: None,
         error: None,
+        banner: None,
     }
 }
 

@@ -705,6 +705,18 @@ async fn factors_the_policy_does_not_allow_count_as_none(postgres: bool) {
     enable_totp(&app, &ola).await;
     let acme = create_org(&app, &owner, "Acme").await;
     add_member(&app, &acme, &owner, "ola@example.com", "member").await;
+    // During a grace period Ola keeps signing in with the app: a policy change never turns a
+    // second step off.
+    let grace = put_policy(
+        &app,
+        &acme,
+        &owner,
+        policy(true, &["member"], 24, &["webauthn", "sms"]),
+    )
+    .await;
+    assert_eq!(grace.status, StatusCode::OK, "{:?}", grace.body);
+    let during = sign_in_outcome(&app, "ola@example.com").await;
+    assert_eq!(during.body["status"], "mfa_required", "{:?}", during.body);
     // Acme allows security keys only: Ola's authenticator app does not satisfy it.
     let set = put_policy(
         &app,
