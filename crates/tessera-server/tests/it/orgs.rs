@@ -983,5 +983,16 @@ async fn an_admin_reset_sends_a_single_use_link_and_completes_only_with_a_new_fa
         kinds.contains(&"mfa_reset_requested") && kinds.contains(&"mfa_reset_completed"),
         "{kinds:?}"
     );
+    // A link left unused for 72 hours no longer opens.
+    let admin = app.sign_in("admin@example.com", PASSWORD).await;
+    let count = smtp.messages().len();
+    assert_eq!(
+        reset(pat_id.clone(), admin.clone()).await.status,
+        StatusCode::ACCEPTED
+    );
+    let late = reset_token(&mail_to(&smtp, count, &member_email, RESET_SUBJECT).await);
+    app.clock.advance(Duration::hours(72));
+    let expired = open(late, PASSWORD).await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND, "{:?}", expired.body);
     finish(app, pg).await;
 }
