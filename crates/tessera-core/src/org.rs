@@ -18,6 +18,9 @@ use crate::ids::OrgId;
 use crate::{Error, Result};
 use time::{Duration, OffsetDateTime};
 
+/// How the instance defaults are named among the organizations of
+/// [`EffectivePolicy::required_by`].
+pub const INSTANCE_NAME: &str = "this server";
 /// The longest grace period: 90 days.
 pub const MAX_GRACE_PERIOD_HOURS: u32 = 90 * 24;
 /// The longest organization name, in characters.
@@ -266,7 +269,7 @@ impl EffectivePolicy {
             let name = source
                 .org
                 .as_ref()
-                .map_or_else(|| "this server".to_owned(), |(_, name)| name.clone());
+                .map_or_else(|| INSTANCE_NAME.to_owned(), |(_, name)| name.clone());
             if !policy.allow_disable {
                 effective.allow_disable = false;
                 effective.disable_forbidden_by.push(name.clone());
@@ -309,6 +312,29 @@ impl EffectivePolicy {
     /// (the console requirement's grace period is over).
     pub fn console_enforced(&self, now: OffsetDateTime) -> bool {
         self.console_required && self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// Why MFA cannot be turned off (when `allow_disable` is false), naming the organization
+    /// that forbids it: for the `403 policy_forbids` message and Settings.
+    pub fn disable_refusal(&self) -> String {
+        let org = self
+            .required_by
+            .iter()
+            .chain(self.disable_forbidden_by.iter())
+            .find(|name| *name != INSTANCE_NAME);
+        match org {
+            Some(org) if self.required() => {
+                format!(
+                    "Your organization {org} requires MFA: keep at least one sign-in method it allows"
+                )
+            }
+            Some(org) => {
+                format!(
+                    "Your organization {org} does not allow turning multi-factor authentication off"
+                )
+            }
+            None => "multi-factor authentication cannot be turned off on this server".to_owned(),
+        }
     }
 
     /// Whether `kind` may be enrolled and satisfies the requirement.

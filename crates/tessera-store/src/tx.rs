@@ -35,6 +35,30 @@ impl SqlTx {
     pub(crate) fn new(tx: sqlx::Transaction<'static, Any>) -> Self {
         Self { tx }
     }
+
+    /// Appends an event, also the organization's when `org_id` is given.
+    async fn insert_event_of(
+        &mut self,
+        event: &NewEvent,
+        org_id: Option<OrgId>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO security_events (user_id, kind, at, ip, user_agent, actor_id, details, \
+             org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event.user_id.to_string())
+        .bind(event.kind.as_str())
+        .bind(unix_seconds(event.at))
+        .bind(event.client.ip.as_deref())
+        .bind(event.client.user_agent.as_deref())
+        .bind(event.actor_id.map(|actor| actor.to_string()))
+        .bind(json_text(&event.details)?)
+        .bind(org_id.map(|id| id.to_string()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -180,21 +204,7 @@ impl StoreTx for SqlTx {
     }
 
     async fn insert_event(&mut self, event: &NewEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO security_events (user_id, kind, at, ip, user_agent, actor_id, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(event.user_id.to_string())
-        .bind(event.kind.as_str())
-        .bind(unix_seconds(event.at))
-        .bind(event.client.ip.as_deref())
-        .bind(event.client.user_agent.as_deref())
-        .bind(event.actor_id.map(|actor| actor.to_string()))
-        .bind(json_text(&event.details)?)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        Ok(())
+        self.insert_event_of(event, None).await
     }
 
     async fn enqueue(&mut self, message: &NewOutboxMessage) -> StoreResult<()> {
@@ -542,22 +552,7 @@ impl StoreTx for SqlTx {
     }
 
     async fn insert_org_event(&mut self, org_id: OrgId, event: &NewEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO security_events (user_id, kind, at, ip, user_agent, actor_id, details, \
-             org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(event.user_id.to_string())
-        .bind(event.kind.as_str())
-        .bind(unix_seconds(event.at))
-        .bind(event.client.ip.as_deref())
-        .bind(event.client.user_agent.as_deref())
-        .bind(event.actor_id.map(|actor| actor.to_string()))
-        .bind(json_text(&event.details)?)
-        .bind(org_id.to_string())
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map_error)?;
-        Ok(())
+        self.insert_event_of(event, Some(org_id)).await
     }
 
     async fn record_mfa_requirement(

@@ -38,6 +38,16 @@ use time::{Duration, OffsetDateTime};
 /// channel is failing, and the user is told so.
 pub const DELIVERY_FAILING_WINDOW: Duration = Duration::minutes(15);
 
+/// What [`Services::use_sent_code`] came to.
+enum CodeUse {
+    /// The code of this factor was used, in this (uncommitted) transaction.
+    Used(FactorId, Box<dyn StoreTx>),
+    /// A wrong try was counted on a live code.
+    Wrong,
+    /// No usable code was out.
+    NothingOut,
+}
+
 /// What the user said to send codes to.
 #[derive(Debug, Clone, Copy)]
 pub enum ContactDestination<'a> {
@@ -401,50 +411,24 @@ impl Services {
             None => None,
         };
         let user = &context.user;
-        let user_key = user.id.to_string();
-        let candidates: Vec<&Factor> = context
+        let candidates: Vec<FactorId> = context
             .factors
             .iter()
             .filter(|f| f.kind == kind && wanted.is_none_or(|id| id == f.id))
+            .map(|f| f.id)
             .collect();
         if candidates.is_empty() {
             return Ok(Err("unknown_factor"));
         }
-        let purpose = CodePurpose::Signin;
-        let mut tx = self.store.begin().await?;
-        self.clear_failures_unless_locked(tx.as_mut(), user.id, now)
-            .await?;
-        let mut matched = None;
-        for factor in &candidates {
-            let target = factor.id.to_string();
-            let hash = code_hash(&self.pepper, &user_key, &target, purpose, &digits);
-            if tx.use_code(user.id, &target, purpose, &hash, now).await? {
-                matched = Some(*factor);
-                break;
-            }
-        }
-        let Some(factor) = matched else {
-            // The cleared failure count must not be committed: a new transaction counts the
-            // wrong try on every code that could still have matched.
-            drop(tx);
-            let mut tx = self.store.begin().await?;
-            let mut counted = false;
-            for factor in &candidates {
-                let target = factor.id.to_string();
-                counted |= tx
-                    .count_wrong_code_try(user.id, &target, purpose, now)
-                    .await?
-                    .is_some();
-            }
-            tx.commit().await?;
-            if counted {
-                return Ok(Err("wrong_code"));
-            }
-            // No usable code was out (none sent, expired, void, or a parallel request used
-            // it): nothing could be guessed, so nothing is counted.
-            return Err(Error::InvalidCode);
+        let (factor_id, mut tx) = match self
+            .use_sent_code(user.id, &candidates, CodePurpose::Signin, &digits, now)
+            .await?
+        {
+            CodeUse::Used(factor_id, tx) => (factor_id, tx),
+            CodeUse::Wrong => return Ok(Err("wrong_code")),
+            CodeUse::NothingOut => return Err(Error::InvalidCode),
         };
-        tx.mark_factor_used(factor.id, now).await?;
+        tx.mark_factor_used(factor_id, now).await?;
         self.finish_second_step(tx, &context.challenge, user, method, client, now)
             .await
     }
@@ -513,48 +497,29 @@ impl Services {
             .transpose()?;
         let now = self.clock.now();
         let user_id = auth.user.id;
-        let candidates: Vec<Factor> = self
+        let candidates: Vec<FactorId> = self
             .store
             .factors_of(user_id)
             .await?
             .into_iter()
             .filter(|f| f.kind == kind && wanted.is_none_or(|id| id == f.id))
+            .map(|f| f.id)
             .collect();
         if candidates.is_empty() {
             return Err(Error::NotFound);
         }
-        let purpose = CodePurpose::Reauth;
-        let user_key = user_id.to_string();
-        let mut tx = self.store.begin().await?;
-        self.clear_failures_unless_locked(tx.as_mut(), user_id, now)
-            .await?;
-        let mut used = false;
-        for factor in &candidates {
-            let target = factor.id.to_string();
-            let hash = code_hash(&self.pepper, &user_key, &target, purpose, &digits);
-            if tx.use_code(user_id, &target, purpose, &hash, now).await? {
-                used = true;
-                break;
-            }
-        }
-        if !used {
-            drop(tx);
-            let mut tx = self.store.begin().await?;
-            let mut counted = false;
-            for factor in &candidates {
-                counted |= tx
-                    .count_wrong_code_try(user_id, &factor.id.to_string(), purpose, now)
-                    .await?
-                    .is_some();
-            }
-            tx.commit().await?;
-            if counted {
+        let mut tx = match self
+            .use_sent_code(user_id, &candidates, CodePurpose::Reauth, &digits, now)
+            .await?
+        {
+            CodeUse::Used(_, tx) => tx,
+            CodeUse::Wrong => {
                 return Err(self
                     .record_second_factor_failure(user_id, "wrong_reauth_code", &client, now)
                     .await);
             }
-            return Err(Error::InvalidCode);
-        }
+            CodeUse::NothingOut => return Err(Error::InvalidCode),
+        };
         let until = now + crate::session::REAUTH_WINDOW;
         tx.set_reauth_until(auth.session.id, until).await?;
         tx.insert_event(&NewEvent {
@@ -571,6 +536,50 @@ impl Services {
         .await?;
         tx.commit().await?;
         Ok(until)
+    }
+
+    /// Uses a typed code if it is the live `purpose` code of one of `factors` (all the user's):
+    /// in a new transaction that first refuses while the second step is locked and clears the
+    /// wrong-code count, one conditional `UPDATE` per factor. `Used` hands back that
+    /// transaction, uncommitted, for the caller's writes. Otherwise the transaction is dropped
+    /// (the cleared count must not be committed) and a new one counts a wrong try on every
+    /// code that could still have matched: `Wrong` when one was counted, `NothingOut` when no
+    /// usable code was out (none sent, expired, void, or a parallel request used it) — nothing
+    /// could be guessed then, so nothing is counted.
+    async fn use_sent_code(
+        &self,
+        user_id: UserId,
+        factors: &[FactorId],
+        purpose: CodePurpose,
+        digits: &str,
+        now: OffsetDateTime,
+    ) -> Result<CodeUse> {
+        let user_key = user_id.to_string();
+        let mut tx = self.store.begin().await?;
+        self.clear_failures_unless_locked(tx.as_mut(), user_id, now)
+            .await?;
+        for factor_id in factors {
+            let target = factor_id.to_string();
+            let hash = code_hash(&self.pepper, &user_key, &target, purpose, digits);
+            if tx.use_code(user_id, &target, purpose, &hash, now).await? {
+                return Ok(CodeUse::Used(*factor_id, tx));
+            }
+        }
+        drop(tx);
+        let mut tx = self.store.begin().await?;
+        let mut counted = false;
+        for factor_id in factors {
+            counted |= tx
+                .count_wrong_code_try(user_id, &factor_id.to_string(), purpose, now)
+                .await?
+                .is_some();
+        }
+        tx.commit().await?;
+        Ok(if counted {
+            CodeUse::Wrong
+        } else {
+            CodeUse::NothingOut
+        })
     }
 
     /// Renames a factor or makes it the preferred one (`PATCH /api/v1/me/factors/{id}`).

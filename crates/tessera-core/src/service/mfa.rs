@@ -1344,24 +1344,7 @@ pub(super) fn usable_factors(factors: Vec<Factor>, allowed: &[FactorKind]) -> Ve
 
 /// `403 policy_forbids` saying who forbids turning MFA off.
 fn disable_forbidden(policy: &crate::org::EffectivePolicy) -> Error {
-    let orgs: Vec<&str> = policy
-        .required_by
-        .iter()
-        .chain(policy.disable_forbidden_by.iter())
-        .map(String::as_str)
-        .filter(|name| *name != "this server")
-        .collect();
-    match orgs.first() {
-        Some(org) if policy.required() => Error::PolicyForbids(format!(
-            "Your organization {org} requires MFA: keep at least one sign-in method it allows"
-        )),
-        Some(org) => Error::PolicyForbids(format!(
-            "Your organization {org} does not allow turning multi-factor authentication off"
-        )),
-        None => Error::PolicyForbids(
-            "multi-factor authentication cannot be turned off on this server".into(),
-        ),
-    }
+    Error::PolicyForbids(policy.disable_refusal())
 }
 
 pub(super) fn bounded(input: &str) -> Result<&str> {

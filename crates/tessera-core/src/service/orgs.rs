@@ -42,14 +42,30 @@ pub struct MemberStatus {
     pub deadline: Option<OffsetDateTime>,
 }
 
-fn parse_org_id(id: &str) -> Result<OrgId> {
-    if id.len() > 64 {
+/// Takes the organization's lock in `tx` and reads, under it, the roles of `actor` and of
+/// `target`; `404` when there is no such organization or either is not a member.
+pub(super) async fn lock_roles(
+    tx: &mut dyn StoreTx,
+    org_id: OrgId,
+    actor: UserId,
+    target: UserId,
+) -> Result<(Role, Role)> {
+    if !tx.lock_org(org_id).await? {
         return Err(Error::NotFound);
     }
-    id.parse().map_err(|_| Error::NotFound)
+    let actor = tx
+        .member_role(org_id, actor)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let target = tx
+        .member_role(org_id, target)
+        .await?
+        .ok_or(Error::NotFound)?;
+    Ok((actor, target))
 }
 
-fn parse_user_id(id: &str) -> Result<UserId> {
+/// An organization or user id from a path: anything that is not one is `404`.
+fn parse_id<T: std::str::FromStr>(id: &str) -> Result<T> {
     if id.len() > 64 {
         return Err(Error::NotFound);
     }
@@ -103,7 +119,7 @@ impl Services {
         auth: &FullSession,
         org_id: &str,
     ) -> Result<(Organization, Role)> {
-        let id = parse_org_id(org_id)?;
+        let id = parse_id::<OrgId>(org_id)?;
         self.store
             .orgs_of_user(auth.user.id)
             .await?
@@ -234,23 +250,14 @@ impl Services {
         client: ClientInfo,
     ) -> Result<Role> {
         let role = Role::parse(role)?;
-        let target = parse_user_id(user_id)?;
+        let target = parse_id::<UserId>(user_id)?;
         let (org, _) = self.org_of_member(auth, org_id).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if !tx.lock_org(org.id).await? {
-            return Err(Error::NotFound);
-        }
-        let actor = tx
-            .member_role(org.id, auth.user.id)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let (actor, current) = lock_roles(tx.as_mut(), org.id, auth.user.id, target).await?;
         if !actor.is_manager() {
             return Err(Error::Forbidden);
         }
-        let Some(current) = tx.member_role(org.id, target).await? else {
-            return Err(Error::NotFound);
-        };
         if (current == Role::Owner || role == Role::Owner) && actor != Role::Owner {
             return Err(Error::Forbidden);
         }
@@ -287,20 +294,11 @@ impl Services {
         user_id: &str,
         client: ClientInfo,
     ) -> Result<()> {
-        let target = parse_user_id(user_id)?;
+        let target = parse_id::<UserId>(user_id)?;
         let (org, _) = self.org_of_member(auth, org_id).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if !tx.lock_org(org.id).await? {
-            return Err(Error::NotFound);
-        }
-        let actor = tx
-            .member_role(org.id, auth.user.id)
-            .await?
-            .ok_or(Error::NotFound)?;
-        let Some(current) = tx.member_role(org.id, target).await? else {
-            return Err(Error::NotFound);
-        };
+        let (actor, current) = lock_roles(tx.as_mut(), org.id, auth.user.id, target).await?;
         let leaving = target == auth.user.id;
         if !leaving && (!actor.is_manager() || (current == Role::Owner && actor != Role::Owner)) {
             return Err(Error::Forbidden);

@@ -60,12 +60,11 @@ impl Services {
         }
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if !tx.lock_org(org.id).await? {
-            return Err(Error::NotFound);
+        let (actor, role) =
+            super::orgs::lock_roles(tx.as_mut(), org.id, auth.user.id, target).await?;
+        if !actor.is_manager() {
+            return Err(Error::Forbidden);
         }
-        let Some(role) = tx.member_role(org.id, target).await? else {
-            return Err(Error::NotFound);
-        };
         if role == Role::Owner && actor != Role::Owner {
             return Err(Error::PolicyForbids(
                 "admins cannot reset an owner's MFA: ask another owner".into(),

@@ -169,15 +169,6 @@ const NOT_YOU_FACTOR: &str = "If you did not make this change, someone else may 
 const NOT_YOU_SIGNIN: &str =
     "If this wasn't you, change your password now: someone may know it. Review your sessions at";
 
-/// `text` with its first letter upper-cased.
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
 impl Renderer {
     /// The wording of the MFA notices, or `None` for kinds with their own templates.
     fn notice(&self, notification: &Notification) -> Option<Notice> {
@@ -205,12 +196,12 @@ impl Renderer {
                     ),
                     FactorChange::Added => (
                         format!("A sign-in method was added to your {SERVICE_NAME} account"),
-                        format!("{} \"{label}\" was added to your account.", capitalized(what)),
+                        format!("{} \"{label}\" was added to your account.", crate::ui::capitalize(what)),
                         "a sign-in method was added",
                     ),
                     FactorChange::Replaced if matches!(kind.as_deref(), Some("sms" | "email")) => (
                         format!("A sign-in method on your {SERVICE_NAME} account was replaced"),
-                        format!("{} \"{label}\" replaces the previous one, which no longer receives sign-in codes. Your backup codes still work.", capitalized(what)),
+                        format!("{} \"{label}\" replaces the previous one, which no longer receives sign-in codes. Your backup codes still work.", crate::ui::capitalize(what)),
                         "a sign-in method was replaced",
                     ),
                     FactorChange::Replaced => (

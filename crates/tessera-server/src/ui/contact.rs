@@ -13,7 +13,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tessera_core::Error;
@@ -379,10 +379,8 @@ async fn refused(
     };
     page.error = Some(message);
     let mut response = (status, page).into_response();
-    if let Error::RateLimited { retry_after_secs } = error
-        && let Ok(value) = retry_after_secs.to_string().parse()
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
+    if let Error::RateLimited { retry_after_secs } = error {
+        super::with_retry_after(&mut response, retry_after_secs);
     }
     response
 }

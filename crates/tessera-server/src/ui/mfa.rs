@@ -289,10 +289,8 @@ pub(super) async fn send_submit(
             let status = crate::api::error::status_of(&error);
             let mut response =
                 render_second_step(&state, &headers, query, Some(message), status).await;
-            if let Error::RateLimited { retry_after_secs } = error
-                && let Ok(value) = retry_after_secs.to_string().parse()
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
+            if let Error::RateLimited { retry_after_secs } = error {
+                super::with_retry_after(&mut response, retry_after_secs);
             }
             response
         }
@@ -406,9 +404,7 @@ pub(super) async fn second_step_submit(
                 StatusCode::TOO_MANY_REQUESTS,
             )
             .await;
-            if let Ok(value) = retry_after_secs.to_string().parse() {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            super::with_retry_after(&mut response, retry_after_secs);
             response
         }
         Err(other) => error_page(&other),
@@ -980,21 +976,7 @@ pub(super) async fn settings_view(
         auth.session.mfa_method == Some(tessera_core::factor::MfaMethod::BackupCode),
         allowed,
     );
-    let orgs = policy
-        .required_by
-        .iter()
-        .chain(policy.disable_forbidden_by.iter())
-        .find(|n| *n != "this server");
-    view.disable_reason = match orgs {
-        Some(org) if policy.required() => {
-            format!("Your organization {org} requires MFA: it cannot be turned off.")
-        }
-        Some(org) => format!("Your organization {org} does not allow turning MFA off."),
-        None => {
-            "This server requires multi-factor authentication: it cannot be turned off once on."
-                .to_owned()
-        }
-    };
+    view.disable_reason = format!("{}.", capitalize(&policy.disable_refusal()));
     view.policy_banner = policy_banner(&policy, &mfa);
     Ok(view)
 }
@@ -1007,15 +989,19 @@ pub(super) struct ResetTemplate {
     pub error: Option<String>,
 }
 
-/// `GET /mfa-reset/{token}`: the password prompt of a reset link.
-pub(super) async fn reset_page(Path(token): Path<String>) -> Response {
-    let token: String = token
+/// A reset token as the form's action may carry it back: URL-safe characters only, bounded.
+fn shown_token(token: &str) -> String {
+    token
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
         .take(256)
-        .collect();
+        .collect()
+}
+
+/// `GET /mfa-reset/{token}`: the password prompt of a reset link.
+pub(super) async fn reset_page(Path(token): Path<String>) -> Response {
     ResetTemplate {
-        token,
+        token: shown_token(&token),
         usable: true,
         error: None,
     }
@@ -1044,11 +1030,7 @@ pub(super) async fn reset_submit(
         Ok(form) => form,
         Err(response) => return response,
     };
-    let shown: String = token
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
-        .take(256)
-        .collect();
+    let shown = shown_token(&token);
     match state
         .services
         .open_mfa_reset(&token, &form.password, client)

@@ -399,9 +399,7 @@ async fn login_submit(
                     human_seconds(retry_after_secs)
                 ),
             );
-            if let Ok(value) = retry_after_secs.to_string().parse() {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            with_retry_after(&mut response, retry_after_secs);
             response
         }
         Err(other) => error_page(&other),
@@ -506,7 +504,15 @@ async fn signup_submit(
         .into_response()
 }
 
-fn capitalize(text: &str) -> String {
+/// Adds `Retry-After` to a page answering 429.
+fn with_retry_after(response: &mut Response, retry_after_secs: u64) {
+    if let Ok(value) = retry_after_secs.to_string().parse() {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+}
+
+/// `text` with its first letter upper-cased (error messages start lower-case).
+pub(crate) fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
