@@ -640,7 +640,10 @@ impl OrgPolicyBody {
             .app_mfa_max_age_seconds
             .map(|age| {
                 u32::try_from(age).map_err(|_| {
-                    Error::invalid("app_mfa_max_age_seconds: must be 0 or more, or null")
+                    Error::invalid(format!(
+                        "app_mfa_max_age_seconds: must be 0 to {} (30 days), or null",
+                        tessera_core::org::MAX_APP_MFA_AGE_SECONDS
+                    ))
                 })
             })
             .transpose()?;

@@ -427,6 +427,14 @@ async fn bad_policies_are_refused_with_what_to_fix() {
             "scope",
         ),
         (json!({"mfa_required": true}), "missing field"),
+        (
+            json!({"mfa_required": false, "roles": [], "scope": "all", "grace_period_hours": 0, "allowed_methods": ["totp"], "allow_disable": true, "app_mfa_max_age_seconds": -5}),
+            "30 days",
+        ),
+        (
+            json!({"mfa_required": false, "roles": [], "scope": "all", "grace_period_hours": 0, "allowed_methods": ["totp"], "allow_disable": true, "app_mfa_max_age_seconds": 2_600_000}),
+            "30 days",
+        ),
     ] {
         let refused = put_policy(&app, &acme, &owner, body.clone()).await;
         assert_eq!(
